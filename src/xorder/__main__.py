@@ -1,0 +1,3 @@
+from xorder.cli import main
+
+raise SystemExit(main())

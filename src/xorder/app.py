@@ -1,0 +1,58 @@
+"""The Hydra application behind `xorder run`: one call of `cell` per study cell (many under -m)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from xorder.config import register_configs
+from xorder.errors import EXIT_USER_ERROR, XorderError
+from xorder.records import register_resolvers
+
+register_configs()
+register_resolvers()
+
+log = logging.getLogger("xorder")
+
+# Set once Hydra has composed a config and handed it to `cell`: an exit status of 1 before that point
+# is a composition error (unknown option, misspelt key, wrong type), i.e. a user mistake.
+_composed = False
+
+
+@hydra.main(version_base="1.3", config_path="pkg://xorder.conf", config_name="config")
+def cell(cfg: DictConfig) -> None:
+    global _composed
+    _composed = True
+    from hydra.core.hydra_config import HydraConfig
+
+    from xorder import records
+
+    record_dir = HydraConfig.get().runtime.output_dir
+    try:
+        done = records.completed(record_dir, cfg)
+        if done and not cfg.force:
+            log.info("skip: complete record at %s (force=true reruns it)", record_dir)
+            return
+        from xorder.run import run_cell
+
+        run_cell(cfg, record_dir)
+    except XorderError as err:
+        log.error("%s", err)
+        print(f"xorder: error: {err}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
+
+
+def launch(args: list[str]) -> int:
+    """Run the Hydra app on `args` exactly as if they had been given to it on the command line."""
+    sys.argv = [sys.argv[0], *args]
+    try:
+        cell()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        if code == 1 and not _composed:
+            return EXIT_USER_ERROR
+        return code
+    return 0

@@ -1,0 +1,66 @@
+"""`xorder` command line. Only the standard library is imported here so that `--help` answers at once;
+each subcommand imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from xorder.errors import EXIT_USER_ERROR, XorderError
+
+
+def _run(args: list[str]) -> int:
+    from xorder import app
+
+    return app.launch(args)
+
+
+def _tasks(args: list[str]) -> int:
+    from xorder import registry
+
+    print(registry.describe(args))
+    return 0
+
+
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
+    "run": ("run one study cell, or a grid with -m; arguments are Hydra overrides", _run),
+    "tasks": ("list tasks, targets, orders and multilingual variants with their languages", _tasks),
+}
+
+USAGE = "usage: xorder {" + ",".join(COMMANDS) + "} [ARGS...]"
+
+
+def _help() -> str:
+    lines = [USAGE, "", "Intermediate-task training order studies for zero-shot cross-lingual transfer.", ""]
+    lines += [f"  {name:<8} {text}" for name, (text, _) in COMMANDS.items()]
+    lines += [
+        "",
+        "examples:",
+        "  xorder run experiment=demo",
+        "  xorder run order=english_first task=mnli target=pawsx seed=1",
+        "  xorder run -m order=english_first,multilingual_first task=mnli,qqp seed=1,2,3",
+        "  xorder run --help            (config groups and every option)",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_help())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from xorder import __version__
+
+        print(f"xorder {__version__}")
+        return 0
+    command = COMMANDS.get(argv[0])
+    if command is None:
+        print(USAGE, file=sys.stderr)
+        print(f"xorder: error: unknown command {argv[0]!r} (choose from {', '.join(COMMANDS)})", file=sys.stderr)
+        return EXIT_USER_ERROR
+    try:
+        return command[1](argv[1:])
+    except XorderError as err:
+        print(f"xorder: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR

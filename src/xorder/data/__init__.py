@@ -1,0 +1,1 @@
+"""Data: loading sources, validation, tokenization, collation and multi-task sampling."""

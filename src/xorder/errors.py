@@ -1,0 +1,8 @@
+"""The one exception type for mistakes a user can fix: reported as one line, exit status 2."""
+
+
+class XorderError(Exception):
+    """A user mistake (unknown name, malformed file, missing data offline) with a message that says what to do."""
+
+
+EXIT_USER_ERROR = 2

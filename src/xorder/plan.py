@@ -1,0 +1,211 @@
+"""Config -> the list of stages of a cell, each with a content hash of everything that determines its
+weights: the base model, every stage before it, its data, its hyperparameters and the seed.
+
+Pure: no I/O. Two cells whose plans share a prefix of hashes share those trained stages."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from xorder.config import PhaseConfig, SourceConfig, TaskConfig, TrainerConfig, XorderConfig
+from xorder.errors import XorderError
+from xorder.registry import resolved_source
+
+# Bump when a change to the training code changes what a stage computes: old cache entries then miss.
+STAGE_FORMAT = 1
+MLM = "mlm"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One stream of training data in a stage: a task (the head it trains) read from one source."""
+
+    task: TaskConfig
+    variant: str  # english | translate_train | mlm | target
+    source_name: str
+    source: SourceConfig
+    languages: tuple[str, ...]
+    max_examples: int | None = None  # per language
+    mlm_probability: float | None = None
+
+    @property
+    def head(self) -> str:
+        return self.task.name
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    index: int
+    name: str  # english | multilingual | joint | target
+    components: tuple[Component, ...]
+    hparams: dict[str, Any]
+    seed: int
+    parent: str  # hash of the stage before, or the base model's identity
+    hash: str = field(default="")
+
+    @property
+    def heads(self) -> dict[str, TaskConfig]:
+        return {c.head: c.task for c in self.components}
+
+    @property
+    def languages(self) -> list[str]:
+        return sorted({lang for c in self.components for lang in c.languages})
+
+    @property
+    def is_target(self) -> bool:
+        return self.name == "target"
+
+
+def to_typed(cfg: DictConfig | XorderConfig) -> XorderConfig:
+    return cfg if isinstance(cfg, XorderConfig) else OmegaConf.to_object(cfg)
+
+
+def base_identity(cfg: XorderConfig) -> str:
+    from xorder import tiny
+
+    model = cfg.model
+    version = tiny.name() if model.path == "builtin:tiny" else ""
+    return _digest({"model": model.path, "revision": model.revision, "builtin": version})
+
+
+def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig) -> dict[str, Any]:
+    """The hyperparameters that shape a stage's weights (logging and checkpoint cadence excluded)."""
+    return {
+        "precision": trainer.precision,
+        "lr": phase.lr if phase.lr is not None else trainer.lr,
+        "weight_decay": trainer.weight_decay,
+        "adam_epsilon": trainer.adam_epsilon,
+        "warmup_ratio": trainer.warmup_ratio,
+        "max_grad_norm": trainer.max_grad_norm,
+        "batch_size": phase.batch_size or trainer.batch_size,
+        "grad_accum": phase.grad_accum or trainer.grad_accum,
+        "max_length": trainer.max_length,
+        "epochs": phase.epochs,
+        "max_steps": phase.max_steps,
+        "eval_every": trainer.eval_every,
+        "eval_examples": phase.eval_examples if phase.eval_examples is not None else trainer.eval_examples,
+        "patience": trainer.patience if phase.early_stopping else None,
+        "group_by_length": trainer.group_by_length,
+        "sampling": trainer.sampling,
+        "sampling_temperature": trainer.sampling_temperature,
+        "max_examples_per_task": trainer.max_examples_per_task,
+    }
+
+
+def _english(cfg: XorderConfig) -> list[Component]:
+    comps = []
+    for name in sorted(cfg.task):
+        spec = cfg.task[name]
+        src = resolved_source(spec, cfg.data.source)
+        comps.append(Component(spec, "english", src, spec.sources[src], (spec.train_language,)))
+    return comps
+
+
+def multilingual_languages(cfg: XorderConfig) -> list[str]:
+    chosen = cfg.multilingual.languages
+    if chosen is None:
+        chosen = [lang for lang in cfg.target.languages if lang != cfg.target.train_language]
+    return list(chosen)
+
+
+def _multilingual(cfg: XorderConfig) -> list[Component]:
+    variant, wanted = cfg.multilingual, multilingual_languages(cfg)
+    cap = variant.max_examples_per_language
+    if variant.kind == MLM:
+        if variant.text is None:
+            raise XorderError("multilingual=mlm needs multilingual.text: the source of its plain text")
+        src = resolved_source(variant.text, cfg.data.source)
+        source = variant.text.sources[src]
+        langs = _available(wanted, source.languages, f"the {src} text source of multilingual=mlm")
+        return [Component(variant.text, MLM, src, source, langs, cap, variant.mlm_probability)]
+    if variant.kind != "translate_train":
+        raise XorderError(f"unknown multilingual kind {variant.kind!r} (valid: translate_train, mlm)")
+    comps = []
+    for name in sorted(cfg.task):
+        spec = cfg.task[name]
+        if not spec.translations:
+            raise XorderError(
+                f"task {name!r} has no machine-translated training data; use multilingual=mlm, or add "
+                f"task.{name}.translations.<source> (see the README, 'Local files')"
+            )
+        src = resolved_source(spec, cfg.data.source, translations=True)
+        source = spec.translations[src]
+        langs = _available(wanted, source.languages, f"task {name!r}'s {src} translations")
+        comps.append(Component(spec, "translate_train", src, source, langs, cap))
+    return comps
+
+
+def _available(wanted: list[str], offered: list[str] | None, what: str) -> tuple[str, ...]:
+    """The wanted languages the source has; the languages used are recorded with the stage."""
+    langs = tuple(lang for lang in wanted if offered is None or lang in offered)
+    if not langs:
+        raise XorderError(f"{what} cover none of the languages {', '.join(wanted)} (available: {', '.join(offered or [])})")
+    return langs
+
+
+def _target(cfg: XorderConfig) -> Component:
+    spec = cfg.target
+    src = resolved_source(spec, cfg.data.source)
+    return Component(spec, "target", src, spec.sources[src], (spec.train_language,))
+
+
+def plan(cfg: DictConfig | XorderConfig) -> list[StageSpec]:
+    """The stages of the cell in training order, the target last."""
+    cfg = to_typed(cfg)
+    if cfg.order.stages and not cfg.task:
+        raise XorderError(f"order={cfg.order.name} needs at least one intermediate task (task=NAME)")
+    builders = {
+        "english": lambda: (_english(cfg), cfg.trainer.intermediate),
+        "multilingual": lambda: (_multilingual(cfg), cfg.trainer.multilingual),
+        "joint": lambda: (_english(cfg) + _multilingual(cfg), cfg.trainer.intermediate),
+    }
+    stages: list[StageSpec] = []
+    parent = base_identity(cfg)
+    for index, name in enumerate([*cfg.order.stages, "target"]):
+        if name == "target":
+            comps, phase = [_target(cfg)], cfg.trainer.target
+        elif name in builders:
+            comps, phase = builders[name]()
+        else:
+            raise XorderError(f"order {cfg.order.name!r} names an unknown stage {name!r} (valid: {', '.join(builders)})")
+        stage = StageSpec(index, name, tuple(comps), stage_hparams(cfg.trainer, phase), cfg.seed, parent)
+        stage = StageSpec(**{**stage.__dict__, "hash": stage_hash(stage, cfg)})
+        stages.append(stage)
+        parent = stage.hash
+    return stages
+
+
+def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
+    """Content hash: the stage's name is left out, so english_only's and english_first's first stages match."""
+    payload = {
+        "format": STAGE_FORMAT,
+        "parent": stage.parent,
+        "components": [_component_identity(c, cfg) for c in stage.components],
+        "hparams": stage.hparams,
+        "seed": stage.seed,
+    }
+    return _digest(payload)
+
+
+def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
+    task = asdict(comp.task)
+    for key in ("description", "sources", "translations", "source", "translation_source", "default_source",
+                "default_translation_source"):
+        task.pop(key)
+    source = asdict(comp.source)
+    if source["format"] == "synthetic":
+        from xorder.data import synthetic
+
+        source["generator"] = synthetic.VERSION
+        source["examples"] = cfg.data.synthetic_examples
+    return {"task": task, "variant": comp.variant, "source": source, "languages": list(comp.languages),
+            "max_examples": comp.max_examples, "mlm_probability": comp.mlm_probability}
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]

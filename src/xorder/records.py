@@ -1,0 +1,149 @@
+"""Run records: one directory per cell named from its axes, holding metrics.json (written last, atomically),
+the resolved config, per-example predictions and the log. Tables are built from these alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from xorder.errors import XorderError
+
+SCHEMA = "xorder.run/1"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.parquet"
+CONFIG = "config.yaml"
+NOT_APPLICABLE = "-"
+
+# Keys that change where or how verbosely a cell runs, not what it computes.
+_NOT_SCIENCE = ("results_dir", "cache_dir", "force", "hydra")
+_NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size")
+
+
+def uses_tasks(order_stages: list[str]) -> bool:
+    return len(order_stages) > 0
+
+
+def uses_multilingual(order_stages: list[str]) -> bool:
+    return any(stage in ("multilingual", "joint") for stage in order_stages)
+
+
+def task_names(cfg: DictConfig) -> list[str]:
+    """The intermediate tasks that a cell trains on (sorted: a multi-task stage has no task order)."""
+    return sorted(cfg.task.keys()) if uses_tasks(list(cfg.order.stages)) else []
+
+
+def axes(cfg: DictConfig) -> dict[str, Any]:
+    """The study axes of a cell; an axis that the order does not use is '-' so equal cells share a record."""
+    stages = list(cfg.order.stages)
+    return {
+        "target": cfg.target.name,
+        "order": cfg.order.name,
+        "tasks": task_names(cfg),
+        "multilingual": cfg.multilingual.name if uses_multilingual(stages) else NOT_APPLICABLE,
+        "model": cfg.model.name,
+        "seed": int(cfg.seed),
+    }
+
+
+def cell_path(cfg: DictConfig) -> str:
+    """results_dir-relative record directory: <target>/<order>/<tasks>/<multilingual>/<model>/seed<k>."""
+    a = axes(cfg)
+    tasks = "+".join(a["tasks"]) or "none"
+    return f"{a['target']}/{a['order']}/{tasks}/{a['multilingual']}/{a['model']}/seed{a['seed']}"
+
+
+def register_resolvers() -> None:
+    """`${xorder.cell:}` names Hydra's run and sweep directories after the cell's axes."""
+    if not OmegaConf.has_resolver("xorder.cell"):
+        OmegaConf.register_new_resolver("xorder.cell", lambda *, _root_: cell_path(_root_))
+
+
+def science_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config minus what does not change the numbers; data_root is kept symbolic so that
+    the same data read from another mount point is the same cell."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for key in _NOT_SCIENCE:
+        plain.pop(key, None)
+    for key in _NOT_SCIENCE_TRAINER:
+        plain["trainer"].pop(key, None)
+    plain["data_root"] = "<data_root>"
+    node = OmegaConf.create(plain)
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    return _digest(science_config(cfg))
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def read_metrics(record_dir: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(record_dir) / METRICS
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def completed(record_dir: str | os.PathLike, cfg: DictConfig) -> bool:
+    """True when the directory holds a complete record of this very config. A complete record of a
+    different config (say another learning rate under the same axes) is an error, never silently reused."""
+    metrics = read_metrics(record_dir)
+    if metrics is None or metrics.get("schema") != SCHEMA:
+        return False
+    if metrics.get("provenance", {}).get("config_hash") == config_hash(cfg) or cfg.force:
+        return True
+    differs = _differing_keys(_load_yaml(Path(record_dir) / CONFIG), science_config(cfg))
+    raise XorderError(
+        f"{record_dir} holds a record of a different config (differs in: {', '.join(differs[:5]) or 'unknown'}); "
+        "pass force=true to replace it, or choose another results_dir"
+    )
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (OSError, ValueError):
+        return {}
+
+
+def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(obj, dict):
+        out: dict[str, Any] = {}
+        for key, value in obj.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: obj}
+
+
+def _differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,87 @@
+"""The registry of tasks, targets, orders and multilingual variants is the config tree itself:
+one yaml file per option under ``conf/``. This module composes and lists it."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from omegaconf import DictConfig, OmegaConf
+
+from xorder.config import TaskConfig, register_configs
+from xorder.errors import XorderError
+
+GROUPS = ("model", "task", "order", "multilingual", "target", "trainer", "experiment")
+
+
+def options(group: str) -> list[str]:
+    """The option names of a config group, read from the files shipped in the package."""
+    folder = resources.files("xorder.conf").joinpath(*group.split("/"))
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def compose(overrides: list[str] | None = None) -> DictConfig:
+    """The config that `xorder run OVERRIDES` would get, composed without running anything."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from xorder.records import register_resolvers
+
+    register_configs()
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module="xorder.conf", version_base="1.3"):
+            return hydra_compose(config_name="config", overrides=list(overrides or []))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise XorderError(" ".join(str(err).split())) from err
+
+
+def resolved_source(spec: TaskConfig, preferred: str | None, translations: bool = False) -> str:
+    """Which named source a task reads: its own `source`, else the run-wide preference, else its default."""
+    chosen = spec.translation_source if translations else spec.source
+    table = spec.translations if translations else spec.sources
+    default = spec.default_translation_source if translations else spec.default_source
+    if chosen is None:
+        chosen = preferred if preferred in table else default
+    if chosen not in table:
+        what = "translations" if translations else "sources"
+        valid = ", ".join(sorted(table)) or "none"
+        raise XorderError(f"task {spec.name!r} has no {what[:-1]} {chosen!r} (valid: {valid})")
+    return chosen
+
+
+def describe(args: list[str]) -> str:
+    """The listing printed by `xorder tasks`."""
+    cfg = compose([f"task=[{','.join(options('task'))}]", *args])
+    lines = ["intermediate tasks (task=NAME, several as task=[a,b]; * marks the default source):"]
+    for name, spec in cfg.task.items():
+        lines.append(_task_line(name, spec, "translations: " + _names(spec.translations, spec.default_translation_source)))
+    lines += ["", "targets (target=NAME; English training, evaluated per language):"]
+    for name in options("target"):
+        spec = compose([f"target={name}", *args]).target
+        lines.append(_task_line(name, spec, "languages: " + " ".join(spec.languages)))
+    lines += ["", "orders (order=NAME): stages before the target"]
+    for name in options("order"):
+        order = OmegaConf.load(resources.files("xorder.conf").joinpath("order", f"{name}.yaml"))
+        lines.append(f"  {name:<19} {' -> '.join([*order.stages, 'target']):<36} {order.description}")
+    lines += ["", "multilingual variants (multilingual=NAME):"]
+    for name in options("multilingual"):
+        variant = OmegaConf.load(resources.files("xorder.conf").joinpath("multilingual", f"{name}.yaml"))
+        langs = " ".join(variant.languages) if variant.languages else "the target's languages except English"
+        lines.append(f"  {name:<19} {variant.description}; languages: {langs}")
+    lines += ["", "models (model=NAME): " + ", ".join(options("model"))]
+    lines += ["experiments (experiment=NAME): " + ", ".join(options("experiment"))]
+    return "\n".join(lines)
+
+
+def _names(table: DictConfig, default: str | None) -> str:
+    return ", ".join(f"{k}*" if k == default else k for k in table) or "none"
+
+
+def _task_line(name: str, spec: DictConfig, extra: str) -> str:
+    labels = f"{len(spec.label_names)} labels" if spec.label_names else ""
+    kind = f"{spec.kind} {labels}".strip()
+    return f"  {name:<14} {kind:<28} sources: {_names(spec.sources, spec.default_source):<34} {extra}"

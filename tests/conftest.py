@@ -1,0 +1,65 @@
+"""Shared fixtures: offline hub, one torch thread, one cache (tiny model, synthetic data, stages) per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the whole session (XORDER_TEST_CACHE reuses one across sessions)."""
+    chosen = os.environ.get("XORDER_TEST_CACHE")
+    path = Path(chosen) if chosen else tmp_path_factory.mktemp("xorder-cache")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+def xorder_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+               timeout: int = 600) -> subprocess.CompletedProcess:
+    """`xorder ARGS` in a fresh process, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "xorder", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def demo_overrides(cache_dir: Path, results_dir: Path, *extra: str) -> list[str]:
+    return ["experiment=demo", f"cache_dir={cache_dir}", f"results_dir={results_dir}", *extra]
+
+
+def compose(*overrides: str):
+    from xorder.registry import compose as compose_config
+
+    return compose_config(list(overrides))
+
+
+def run_demo_cell(cache_dir: Path, results_dir: Path, *extra: str) -> tuple[dict, Path]:
+    """One cell in this process (no Hydra app): returns metrics.json's content and the record directory."""
+    from xorder import records
+    from xorder.run import run_cell
+
+    cfg = compose(*demo_overrides(cache_dir, results_dir, *extra))
+    record_dir = Path(results_dir) / records.cell_path(cfg)
+    return run_cell(cfg, str(record_dir)), record_dir
