@@ -89,7 +89,7 @@ class MultilingualConfig:
     name: str = MISSING
     kind: str = MISSING  # translate_train | mlm
     description: str = ""
-    languages: Optional[List[str]] = None  # None: the target's languages except English
+    languages: Optional[List[str]] = None  # None: every language the source has (translate_train only)
     max_examples_per_language: Optional[int] = None
     mlm_probability: float = 0.15
     text: Optional[TaskConfig] = None  # mlm: where the plain text comes from

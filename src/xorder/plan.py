@@ -106,15 +106,8 @@ def _english(cfg: XorderConfig) -> list[Component]:
     return comps
 
 
-def multilingual_languages(cfg: XorderConfig) -> list[str]:
-    chosen = cfg.multilingual.languages
-    if chosen is None:
-        chosen = [lang for lang in cfg.target.languages if lang != cfg.target.train_language]
-    return list(chosen)
-
-
 def _multilingual(cfg: XorderConfig) -> list[Component]:
-    variant, wanted = cfg.multilingual, multilingual_languages(cfg)
+    variant, wanted = cfg.multilingual, cfg.multilingual.languages
     cap = variant.max_examples_per_language
     if variant.kind == MLM:
         if variant.text is None:
@@ -140,8 +133,12 @@ def _multilingual(cfg: XorderConfig) -> list[Component]:
     return comps
 
 
-def _available(wanted: list[str], offered: list[str] | None, what: str) -> tuple[str, ...]:
-    """The wanted languages the source has; the languages used are recorded with the stage."""
+def _available(wanted: list[str] | None, offered: list[str] | None, what: str) -> tuple[str, ...]:
+    """The wanted languages the source has (all it has when none are named); recorded with the stage."""
+    if wanted is None:
+        if offered is None:
+            raise XorderError(f"{what} can serve any language: name them with multilingual.languages=[de,fr,...]")
+        return tuple(offered)
     langs = tuple(lang for lang in wanted if offered is None or lang in offered)
     if not langs:
         raise XorderError(f"{what} cover none of the languages {', '.join(wanted)} (available: {', '.join(offered or [])})")

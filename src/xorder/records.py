@@ -20,6 +20,51 @@ PREDICTIONS = "predictions.parquet"
 CONFIG = "config.yaml"
 NOT_APPLICABLE = "-"
 
+_SCORES = {"type": "object", "additionalProperties": {  # split
+    "type": "object", "additionalProperties": {  # language
+        "type": "object", "minProperties": 1, "additionalProperties": {"type": "number"}}}}  # metric -> percent
+_STEPS = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}}
+SELECTIONS = ("en_dev", "oracle", "last")
+
+# The documented schema of metrics.json (README, "Run records").
+METRICS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema", "target", "order", "tasks", "multilingual", "model", "seed", "primary_metric", "scores",
+                 "stages", "provenance"],
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "target": {"type": "string"},
+        "order": {"type": "string"},
+        "tasks": {"type": "array", "items": {"type": "string"}},
+        "multilingual": {"type": "string"},
+        "model": {"type": "string"},
+        "seed": {"type": "integer"},
+        "primary_metric": {"type": "string"},
+        "scores": {"type": "object", "required": list(SELECTIONS),
+                   "properties": {s: _SCORES for s in SELECTIONS}, "additionalProperties": False},
+        "selected_steps": {"type": "object", "properties": {s: _STEPS for s in SELECTIONS}},
+        "stages": {"type": "array", "minItems": 1, "items": {
+            "type": "object",
+            "required": ["name", "hash", "tasks", "languages", "steps", "seconds", "reused"],
+            "properties": {"name": {"enum": ["english", "multilingual", "joint", "target"]}, "hash": {"type": "string"},
+                           "tasks": {"type": "array", "items": {"type": "string"}},
+                           "languages": {"type": "array", "items": {"type": "string"}},
+                           "steps": {"type": "integer", "minimum": 0}, "seconds": {"type": "number", "minimum": 0},
+                           "reused": {"type": "boolean"}}}},
+        "provenance": {"type": "object", "required": ["xorder", "git_commit", "torch", "transformers", "device",
+                                                      "started", "finished", "config_hash"]},
+    },
+}
+
+
+def validate(metrics: Any) -> list[str]:
+    """Problems of a metrics.json document against METRICS_SCHEMA (empty when it is valid)."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(METRICS_SCHEMA)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(metrics)]
+
+
 # Keys that change where or how verbosely a cell runs, not what it computes.
 _NOT_SCIENCE = ("results_dir", "cache_dir", "force", "hydra")
 _NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size")

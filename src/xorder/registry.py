@@ -46,10 +46,15 @@ def resolved_source(spec: TaskConfig, preferred: str | None, translations: bool 
     default = spec.default_translation_source if translations else spec.default_source
     if chosen is None:
         chosen = preferred if preferred in table else default
+    key = "translation_source" if translations else "source"
+    what = "machine-translated training data" if translations else "data source"
+    valid = ", ".join(sorted(table)) or "none"
+    if chosen is None:
+        hint = ", or use multilingual=mlm" if translations else ""
+        raise XorderError(f"task {spec.name!r} has no default {what} (available: {valid}); choose one with "
+                          f"task.{spec.name}.{key}=NAME{hint}")
     if chosen not in table:
-        what = "translations" if translations else "sources"
-        valid = ", ".join(sorted(table)) or "none"
-        raise XorderError(f"task {spec.name!r} has no {what[:-1]} {chosen!r} (valid: {valid})")
+        raise XorderError(f"task {spec.name!r} has no {what} named {chosen!r} (available: {valid})")
     return chosen
 
 
