@@ -10,28 +10,52 @@ from typing import Any
 
 from xorder.config import TaskConfig
 
-ENCODE_VERSION = 1
+ENCODE_VERSION = 2
 IGNORE = -100  # label of positions that carry no loss
+_IDENTITIES: dict[int, tuple[Any, str]] = {}
 
 
 def tokenizer_identity(tokenizer: Any) -> str:
-    return f"{type(tokenizer).__name__}:{tokenizer.name_or_path}:{len(tokenizer)}"
+    """Class, path, size, sides, and a hash of the whole tokenizer definition where the tokenizer has one
+    (fast tokenizers): two tokenizers that split text differently never share tokenized data."""
+    known = _IDENTITIES.get(id(tokenizer))
+    if known is not None and known[0] is tokenizer:
+        return known[1]
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    try:
+        definition = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
+    except Exception:  # a tokenizer without a serializable definition: fall back on its vocabulary size
+        definition = str(len(tokenizer))
+    content = hashlib.sha256(definition.encode()).hexdigest()[:16]
+    identity = (f"{type(tokenizer).__name__}:{tokenizer.name_or_path}:{len(tokenizer)}:"
+                f"{getattr(tokenizer, 'truncation_side', '')}:{getattr(tokenizer, 'padding_side', '')}:{content}")
+    _IDENTITIES[id(tokenizer)] = (tokenizer, identity)
+    return identity
 
 
 def fingerprint(data_fingerprint: str, task: TaskConfig, tokenizer: Any, max_length: int, train: bool,
                 label_names: list[str]) -> str:
-    payload = [ENCODE_VERSION, data_fingerprint, task.kind, task.doc_stride, tokenizer_identity(tokenizer),
-               max_length, train, label_names]
+    """The cache key of tokenized data: the rows read (their source, split and slice are in the data
+    fingerprint), the task and its head kind, the tokenizer, the max length and train/eval processing."""
+    payload = [ENCODE_VERSION, data_fingerprint, task.name, task.kind, task.doc_stride, tokenizer_identity(tokenizer),
+               max_length, train, list(label_names)]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
 
 
 def encode(rows: list[dict[str, Any]], task: TaskConfig, tokenizer: Any, max_length: int, *, train: bool,
            label_names: list[str], fingerprint: str, cache_dir: str | Path):
-    """Tokenized features with a `row` column pointing back at the example and a `length` column."""
+    """Tokenized features with a `row` column pointing back at the example and a `length` column. A second call
+    with the same fingerprint reads the cached arrow file and tokenizes nothing."""
     import datasets
 
     cache = Path(cache_dir).expanduser() / "tokenized"
     cache.mkdir(parents=True, exist_ok=True)
+    cached = cache / f"{fingerprint}.arrow"
+    if cached.is_file():  # written under a temporary name and renamed by `datasets`: present means complete
+        try:
+            return datasets.Dataset.from_file(str(cached))
+        except Exception:  # unreadable (e.g. written by another datasets version): tokenize again
+            pass
     raw = datasets.Dataset.from_list([{**r, "row": i} for i, r in enumerate(rows)])
     fn = _ENCODERS[task.kind]
     return raw.map(
@@ -50,8 +74,11 @@ def _finish(enc: dict[str, Any], rows: list[int]) -> dict[str, Any]:
 
 def _sequence(batch: dict[str, list], tokenizer: Any, max_length: int, **_: Any) -> dict[str, Any]:
     pairs = batch.get("text_b")
-    enc = tokenizer(batch["text_a"], pairs if pairs and pairs[0] is not None else None, truncation=True,
-                    max_length=max_length)
+    if pairs is not None and all(p is None for p in pairs):
+        pairs = None
+    elif pairs is not None:
+        pairs = [p or "" for p in pairs]
+    enc = tokenizer(batch["text_a"], pairs, truncation=True, max_length=max_length)
     enc = dict(enc)
     enc["labels"] = batch["label"]
     return _finish(enc, batch["row"])
@@ -83,9 +110,8 @@ def _extractive_qa(batch: dict[str, list], tokenizer: Any, max_length: int, task
     """Question first, context second, long contexts cut into overlapping windows. Training features point
     at the answer's first and last token (the first token when the answer is outside the window); evaluation
     features keep the offsets of context tokens to map predicted spans back to text."""
-    pad_right = tokenizer.padding_side == "right"
     enc = tokenizer(
-        [q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second" if pad_right else "only_first",
+        [q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
         max_length=max_length, stride=task.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
     )
     sample_map = enc.pop("overflow_to_sample_mapping")
@@ -129,7 +155,8 @@ def _tagging(batch: dict[str, list], tokenizer: Any, max_length: int, label_name
     for i, tags in enumerate(batch["tags"]):
         previous, row = None, []
         for word in enc.word_ids(i):
-            row.append(IGNORE if word is None or word == previous else index[tags[word]])
+            # a tag the training data never showed (possible in dev sets) cannot be predicted: it is not scored
+            row.append(IGNORE if word is None or word == previous else index.get(tags[word], IGNORE))
             previous = word
         labels.append(row)
     out = dict(enc)
