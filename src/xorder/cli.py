@@ -22,9 +22,16 @@ def _tasks(args: list[str]) -> int:
     return 0
 
 
+def _report(args: list[str]) -> int:
+    from xorder import report
+
+    return report.main(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "run": ("run one study cell, or a grid with -m; arguments are Hydra overrides", _run),
     "tasks": ("list tasks, targets, orders and multilingual variants with their languages", _tasks),
+    "report": ("result tables, statistics and plots from the run records in results/ (--help)", _report),
 }
 
 USAGE = "usage: xorder {" + ",".join(COMMANDS) + "} [ARGS...]"
