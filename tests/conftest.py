@@ -31,6 +31,16 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def fresh_cache(session_cache: Path, path: Path) -> Path:
+    """An empty stage cache that borrows the session's built models (the tiny model takes seconds to build)."""
+    from xorder import tiny
+
+    tiny.ensure(session_cache)
+    path.mkdir(parents=True)
+    (path / "models").symlink_to(session_cache / "models", target_is_directory=True)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

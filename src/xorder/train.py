@@ -56,6 +56,12 @@ def mixed_precision(precision: str) -> str:
     return "no"
 
 
+def _own_generator(seed: int) -> torch.Generator:
+    """Each new iterator over a DataLoader draws a seed from its generator; with the global one, a resumed
+    run (which opens its iterators at another moment) would see different dropout masks afterwards."""
+    return torch.Generator().manual_seed(seed)
+
+
 def _optimizer(model: torch.nn.Module, hp: dict[str, Any]) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, param in model.named_parameters():
@@ -126,7 +132,8 @@ def train_stage(
                                                    hp["group_by_length"]) for ts in data.train}
     loaders = {
         ts.name: DataLoader(ts.features, batch_sampler=samplers[ts.name], num_workers=num_workers,
-                            collate_fn=Collator(ts.task.kind, tokenizer, ts.mlm_probability))
+                            collate_fn=Collator(ts.task.kind, tokenizer, ts.mlm_probability),
+                            generator=_own_generator(stage.seed))
         for ts in data.train
     }
     for ev in data.evals:
@@ -134,6 +141,7 @@ def train_stage(
             ev.features, num_workers=num_workers,
             batch_sampler=LengthGroupedBatchSampler(ev.features["length"], eval_batch_size, 0, shuffle=False),
             collate_fn=Collator(ev.task.kind, tokenizer, data_mlm_probability(data, ev.head)),
+            generator=_own_generator(0),
         )
     accelerator.gradient_accumulation_steps = hp["grad_accum"]
     optimizer = _optimizer(model, hp)
