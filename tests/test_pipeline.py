@@ -151,3 +151,17 @@ def test_killed_cell_resumes_without_retraining_finished_stages(cache_dir: Path,
     fresh = fresh_cache(cache_dir, tmp_path / "fresh")
     uninterrupted, _ = run_demo_cell(fresh, tmp_path / "uninterrupted", *args[3:])
     assert uninterrupted["scores"] == metrics["scores"]  # the resumed run drew exactly the same batches
+
+
+def test_early_stopping_keeps_the_best_evaluation(cache_dir: Path, tmp_path: Path):
+    """With a learning rate too small to change the score, the stage stops after `patience` evaluations
+    without improvement and keeps the weights of its best evaluation."""
+    metrics, _ = run_demo_cell(cache_dir, tmp_path, "order=english_only", "trainer.intermediate.lr=1e-12",
+                               "trainer.intermediate.max_steps=100", "trainer.intermediate.epochs=50",
+                               "trainer.eval_every=10", "trainer.patience=2", "trainer.target.max_steps=10",
+                               "data.synthetic_examples=400")
+    english = metrics["stages"][0]
+    assert english["steps"] == 30  # best at 10, no better at 20 and 30: stop
+    summary = json.loads((cache_dir / "stages" / english["hash"] / "summary.json").read_text())
+    assert summary["stopped_early"] and summary["best_step"] == 10
+    assert [h["step"] for h in summary["history"]] == [10, 20, 30]
