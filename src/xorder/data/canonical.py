@@ -69,6 +69,8 @@ def canonicalize(
         if mapping[col] is None:
             raise XorderError(f"{task.name}: columns.{col} is null, but a {kind} task needs it")
     mapping = {col: spec for col, spec in mapping.items() if spec is not None}
+    # an optional column is needed in every row once it is mapped explicitly or found in the first row
+    needed = set(REQUIRED[kind]) | {col for col in OPTIONAL[kind] if col in mapping and col in columns}
     id_spec = columns.get("id", "id")
     out = []
     for number, named, row in numbered:
@@ -81,10 +83,12 @@ def canonicalize(
         for col, spec in mapping.items():
             value = extract(row, spec)
             if value is _MISSING or (isinstance(value, list) and _MISSING in value):
-                if col in REQUIRED[kind]:
+                if col in needed:
                     have = ", ".join(map(str, row))
                     raise fail(_spec_name(spec), f"missing (the row has: {have}); map it with columns.{col}")
                 continue
+            if not out:
+                needed.add(col)
             item[col] = (value, _spec_name(spec))
         rid = extract(row, id_spec) if id_spec is not None else _MISSING
         item["id"] = str(rid) if rid is not _MISSING and rid is not None else f"{split}-{lang}-{number}"

@@ -400,6 +400,11 @@ def _read_hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: i
     if not view.path:
         raise XorderError("a hub source needs a path (a hub id or a local directory in hub layout)")
     path, name, where = hub_location(view, split, lang)
+    if need is not None:
+        folder, key = stream_store(cache_dir, path, name, split, view.revision)
+        kept = _kept(folder, key, need)
+        if kept is not None:
+            return _read_kept(kept, need, where)
     if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
         raise XorderError(f"{where}: no such directory (a local hub-layout source is a folder with the data files "
                           "and a README.md whose YAML `configs:` lists them)")
@@ -427,19 +432,23 @@ def _read_stream(path: str, name: str | None, split: str, revision: str | None, 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    folder, key = stream_store(cache_dir, path, name, split, revision)
-    kept = _kept(folder, key, need)
-    if kept is None:
-        import datasets
+    import datasets
 
-        stream = datasets.load_dataset(path, name, split=split, revision=revision, streaming=True)
-        rows = list(stream.take(need))
-        exhausted = len(rows) < need
-        folder.mkdir(parents=True, exist_ok=True)
-        kept = folder / f"{key}-{len(rows)}{'-all' if exhausted else ''}.parquet"
-        tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
-        tmp.replace(kept)
+    folder, key = stream_store(cache_dir, path, name, split, revision)
+    stream = datasets.load_dataset(path, name, split=split, revision=revision, streaming=True)
+    rows = list(stream.take(need))
+    exhausted = len(rows) < need
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = folder / f"{key}-{len(rows)}{'-all' if exhausted else ''}.parquet"
+    tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    tmp.replace(kept)
+    return _read_kept(kept, need, where)
+
+
+def _read_kept(kept: Path, need: int, where: str) -> Raw:
+    import pyarrow.parquet as pq
+
     rows = pq.read_table(kept).to_pylist()[:need]
     return Raw(rows, where, f"{where}:{kept.name}:{kept.stat().st_size}:{need}", exhausted=len(rows) < need)
 
