@@ -112,7 +112,7 @@ def check_record(obj: Any) -> str | None:
 
 
 def _train_language(record_dir: Path) -> str | None:
-    """The target's training language from the record's resolved config (yaml read only up to that key)."""
+    """The target's training language from the record's resolved config (read once per target)."""
     try:
         from omegaconf import OmegaConf
 
@@ -134,8 +134,6 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
             skipped.append((rel, f"unreadable metrics.json ({type(err).__name__}: {err})"))
             continue
         reason = check_record(obj)
-        if reason is None and obj["order"] not in ORDERS:
-            reason = f"unknown order {obj['order']!r}"
         if reason is not None:
             skipped.append((rel, reason))
             continue
@@ -496,8 +494,8 @@ def main_splits(summary: pd.DataFrame, target: str, model: str) -> list[str]:
 
 def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
     """Cells and seeds of the grid the records span but do not fill. Per target and model the grid is every
-    observed order with every observed task set and multilingual variant it uses (`none` alone;
-    english_only with each task set; the other orders with each task set and variant), each with every
+    observed order with every observed task set and multilingual variant, for the axes the order uses as
+    its records show (`none` uses neither, english_only tasks only, the others both), each with every
     observed seed."""
     missing = []
     for (target, model), group in cells.groupby(["target", "model"], sort=True):
@@ -506,12 +504,11 @@ def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
         variants = sorted(set(group["multilingual"]) - {NOT_APPLICABLE})
         have = set(zip(group["multilingual"], group["order"], group["tasks"], group["seed"]))
         for order in sorted(set(group["order"]), key=_KEYS["order"]):
-            if order == "none":
-                combos = [(NOT_APPLICABLE, NO_TASKS)]
-            elif order == "english_only":
-                combos = [(NOT_APPLICABLE, t) for t in tasks]
-            else:
-                combos = [(m, t) for t in tasks for m in variants]
+            mine = group[group["order"] == order]
+            uses_tasks = (mine["tasks"] != NO_TASKS).any()
+            uses_multilingual = (mine["multilingual"] != NOT_APPLICABLE).any()
+            combos = [(m, t) for t in (tasks if uses_tasks else [NO_TASKS])
+                      for m in (variants if uses_multilingual else [NOT_APPLICABLE])]
             for multilingual, task in combos:
                 for seed in seeds:
                     if (multilingual, order, task, seed) not in have:
@@ -548,7 +545,7 @@ class Table:
         lines = ["\\begin{table}[htbp]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
                  " & ".join(_tex(c) for c in self.columns) + " \\\\", "\\midrule"]
         lines += [" & ".join(_tex(c) for c in row) + " \\\\" for row in self.rows]
-        caption = _tex(self.title) + (" " + _tex(self.note) if self.note else "")
+        caption = _tex(self.title) + (". " + _tex(self.note) if self.note else "")
         lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}",
                   f"\\label{{tab:{self.label}}}", "\\end{table}"]
         return "\n".join(lines) + "\n"
@@ -598,11 +595,12 @@ class View:
     def slug(self) -> str:
         return "-".join(_slug(x) for x in (self.target, self.model, self.split))
 
-    def title(self, what: str) -> str:
-        return f"{self.target} · {self.model} · {self.split} · {self.metric} ({ZERO_SHOT} selection): {what}"
+    def title(self, what: str, selection: str = f" ({ZERO_SHOT} selection)") -> str:
+        return f"{self.target} · {self.model} · {self.split} · {self.metric}{selection}: {what}"
 
-    def get(self, row: tuple[str, str, str], language: str, selection_means: Any = None) -> tuple[float, float, int]:
-        return (selection_means or self.means).get((*row, language), (math.nan, math.nan, 0))
+    def get(self, row: tuple[str, str, str], language: str) -> tuple[float, float, int]:
+        """(mean, std, number of seeds) of a row in a language column; NaNs and 0 when there is none."""
+        return self.means.get((*row, language), (math.nan, math.nan, 0))
 
 
 def _slug(text: str) -> str:
@@ -668,7 +666,7 @@ def delta_table(view: View) -> Table | None:
                  ["task", "multilingual", "order", *view.languages], rows, keys=3, note=note)
 
 
-def effect_table(view: View, effects: pd.DataFrame) -> Table | None:
+def effect_table(view: View, effects: pd.DataFrame, resamples: int) -> Table | None:
     part = effects[(effects["target"] == view.target) & (effects["model"] == view.model)
                    & (effects["split"] == view.split)]
     if part.empty:
@@ -681,7 +679,7 @@ def effect_table(view: View, effects: pd.DataFrame) -> Table | None:
                      DASH if pd.isna(r.n_examples) else str(int(r.n_examples))])
     note = ("english_first − multilingual_first, seeds present in both orders; 95% percentile bootstrap CI "
             "and two-sided paired permutation p over examples pooled across seeds (stratified by seed and "
-            f"language, {RESAMPLES} resamples unless --resamples says otherwise).")
+            f"language, {resamples} resamples).")
     return Table(f"{view.slug}-order", view.title("order effect"),
                  ["task", "multilingual", "language", "english_first", "multilingual_first", "Δ", "95% CI", "p",
                   "examples"], rows, keys=3, note=note)
@@ -724,7 +722,7 @@ def selection_table(view: View, summary: pd.DataFrame) -> Table | None:
         cells = [_num(oracle.get((*row, lang), (math.nan,))[0] - view.get(row, lang)[0], signed=True)
                  for lang in view.languages]
         rows.append([*row, *cells])
-    return Table(f"{view.slug}-selection", view.title("oracle − en_dev selection"),
+    return Table(f"{view.slug}-selection", view.title("oracle − en_dev selection", ""),
                  ["task", "multilingual", "order", *view.languages], rows, keys=3,
                  note="Seed mean with each language's own dev set choosing the checkpoint, minus the zero-shot "
                       "choice on English dev: how much checkpoint selection alone is worth.")
@@ -805,7 +803,9 @@ def heatmap(view: View) -> dict[str, bytes]:
         for i in range(len(labels)):
             for j in range(len(orders)):
                 if math.isfinite(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", color="white", fontsize=8)
+                    bright = sum(image.cmap(image.norm(grid[i, j]))[:3]) / 3 > 0.5
+                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8,
+                            color="black" if bright else "white")
         fig.colorbar(image, ax=ax, label=f"{view.metric}, avg over languages")
         ax.set_title(f"{view.target} · {view.model} · {view.split}")
         fig.tight_layout()
@@ -834,8 +834,9 @@ def build(results: Path, out: Path, strict: bool = False, resamples: int = RESAM
     problems: list[tuple[str, str]] = list(records.skipped)
 
     def warn(path: str, reason: str) -> None:
-        problems.append((path, reason))
-        print(f"xorder: warning: {path}: {reason}", file=stream)
+        if (path, reason) not in problems:  # a record's predictions are read once per split
+            problems.append((path, reason))
+            print(f"xorder: warning: {path}: {reason}", file=stream)
 
     for path, reason in records.skipped:
         print(f"xorder: warning: {path}: {reason}; record skipped", file=stream)
@@ -855,7 +856,7 @@ def build(results: Path, out: Path, strict: bool = False, resamples: int = RESAM
     all_views = views(summary, records, missing)
     for view in all_views:
         tl = records.train_language.get(view.target, "en")
-        for table in (main_table(view), delta_table(view), effect_table(view, effects),
+        for table in (main_table(view), delta_table(view), effect_table(view, effects, resamples),
                       robustness_table(view, seeds, tl), selection_table(view, summary)):
             if table is not None:
                 tables.append(table)
