@@ -28,8 +28,15 @@ def _report(args: list[str]) -> int:
     return report.main(args)
 
 
+def _prepare(args: list[str]) -> int:
+    from xorder import prepare
+
+    return prepare.main(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "run": ("run one study cell, or a grid with -m; arguments are Hydra overrides", _run),
+    "prepare": ("download and cache the data and models a run (or a grid with -m) needs; check them offline", _prepare),
     "tasks": ("list tasks, targets, orders and multilingual variants with their languages", _tasks),
     "report": ("result tables, statistics and plots from the run records in results/ (--help)", _report),
 }

@@ -1,0 +1,299 @@
+"""`xorder prepare OVERRIDES` (and `xorder prepare -m GRID`): fetch and cache everything a run or a grid
+reads, check that it loads with the network switched off, and say what compute nodes need set.
+
+Takes the very overrides of `xorder run`. For every cell it plans the stages, then for each stage the splits
+and languages that stage reads (the same walk as `data/stage.py`), and the base model:
+  - hub datasets are loaded once with `datasets.load_dataset` (into the datasets cache, HF_HOME); capped
+    corpora (MLM text) stream their first rows into cache_dir/corpora;
+  - local files are read and validated (a malformed file fails here, with its file, row and column);
+  - hub models are downloaded with `huggingface_hub.snapshot_download` (config, tokenizer and one copy of the
+    weights); builtin models are built into cache_dir.
+Then a child process with HF_HUB_OFFLINE=1 and HF_DATASETS_OFFLINE=1 loads all of it again. A cell run offline
+later finds everything in place; one that misses something exits 2 with one line saying to run this command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from xorder.errors import XorderError
+
+USAGE = "usage: xorder prepare [-m] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands sweeps)"
+_CHECK = "--check-offline"  # internal: the child process that loads everything with the network off
+WEIGHTS = ("*.safetensors", "*.bin")
+SMALL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py", "*.md"]
+
+
+@dataclass(frozen=True)
+class DataNeed:
+    task: Any  # TaskConfig
+    source_name: str
+    source: Any  # SourceConfig
+    role: str
+    lang: str
+    cap: int | None
+    cache_dir: str
+    synthetic_examples: int
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.task.name, self.task.kind, asdict(self.source), self.role, self.lang, self.cap,
+                           self.cache_dir, self.synthetic_examples], sort_keys=True, default=str)
+
+    def label(self) -> str:
+        return f"{self.task.name} {self.role} {self.lang} ({self.source_name})"
+
+
+@dataclass(frozen=True)
+class ModelNeed:
+    path: str  # as configured: hub id, directory, builtin:...
+    revision: str | None
+    cache_dir: str
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.path, self.revision, self.cache_dir])
+
+
+def main(args: list[str]) -> int:
+    if args and args[0] in ("-h", "--help"):
+        print(USAGE)
+        print(__doc__.split("\n\n", 1)[1].rstrip())
+        return 0
+    if args and args[0] == _CHECK:
+        return _check_offline(json.loads(args[1]))
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    overrides = [a for a in args if a not in ("-m", "--multirun")]
+    unknown = [a for a in overrides if a.startswith("-")]
+    if unknown:
+        raise XorderError(f"prepare does not take {unknown[0]!r}; {USAGE[7:]}")
+    cells = expand(overrides, multirun)
+    models, data = collect(cells)
+    started = time.time()
+    mode = "checking the caches (offline)" if _offline() else "fetching"
+    print(f"xorder prepare: {len(cells)} cell{'s' * (len(cells) != 1)}, {len(models)} model{'s' * (len(models) != 1)}, "
+          f"{len(data)} data split{'s' * (len(data) != 1)}; {mode}")
+    for model in models:
+        print(f"  model  {fetch_model(model)}", flush=True)
+    for line in fetch_all(data):
+        print(f"  data   {line}", flush=True)
+    failures = verify_offline(cells)
+    if failures:
+        raise XorderError(f"{failures[0]} ({len(failures)} item{'s' * (len(failures) != 1)} failed to load offline)")
+    print(f"checked offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1): {len(models)} model(s) and {len(data)} data "
+          f"split(s) load without the network [{time.time() - started:.0f}s]")
+    print(compute_node_settings(cells))
+    return 0
+
+
+def expand(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The override list of every cell: Hydra's basic sweeper expands `a=x,y`, `range(...)`, `choice(...)`.
+    Overrides of Hydra itself (launcher, sweep dir) change where cells run, not what they read."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    try:
+        parsed = OverridesParser.create().parse_overrides(kept)
+        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+        if sweeps and not multirun:
+            raise XorderError(f"{sweeps[0]!r} is a sweep: add -m to prepare every cell of the grid")
+        batches = BasicSweeper.split_arguments(parsed, None)
+    except HydraException as err:
+        raise XorderError(" ".join(str(err).split())) from err
+    return [cell for batch in batches for cell in batch]
+
+
+def _typed(overrides: list[str]) -> Any:
+    from xorder.plan import to_typed
+    from xorder.registry import compose
+
+    return to_typed(compose(overrides))
+
+
+def collect(cells: list[list[str]]) -> tuple[list[ModelNeed], list[DataNeed]]:
+    """Every model and every (task, source, split, language) that the cells read, each once."""
+    from xorder.plan import plan
+
+    models: dict[str, ModelNeed] = {}
+    data: dict[str, DataNeed] = {}
+    for overrides in cells:
+        cfg = _typed(overrides)
+        cache_dir = str(Path(cfg.cache_dir).expanduser())
+        model = ModelNeed(cfg.model.path, cfg.model.revision, cache_dir)
+        models.setdefault(model.key, model)
+        for stage in plan(cfg):
+            for need in stage_needs(stage, cache_dir, cfg.data.synthetic_examples):
+                data.setdefault(need.key, need)
+    return list(models.values()), list(data.values())
+
+
+def stage_needs(stage: Any, cache_dir: str, synthetic_examples: int) -> Iterator[DataNeed]:
+    """What `data.stage.prepare` reads for one stage: each component's train split in its languages, then the
+    dev split of intermediate stages, or every other split of the target in its evaluation languages."""
+    from xorder.data.sources import splits_of
+
+    for comp in stage.components:
+        task = comp.task
+
+        def need(role: str, lang: str, cap: int | None = None) -> DataNeed:
+            return DataNeed(task, comp.source_name, comp.source, role, lang, cap, cache_dir, synthetic_examples)
+
+        for lang in comp.languages:
+            yield need("train", lang, comp.max_examples)
+        splits = splits_of(comp.source)
+        roles = [r for r in splits if r != "train"] if stage.is_target else ["dev"]
+        for role in roles:
+            split = splits.get(role)
+            if split is None or split.split is None:
+                continue
+            if not stage.is_target:
+                languages = list(comp.languages)
+            elif split.languages is not None:
+                languages = list(split.languages)
+            else:
+                languages = list(task.languages)
+            for lang in languages:
+                yield need(role, lang)
+
+
+def fetch_data(need: DataNeed) -> Any:
+    """Load (download, stream, materialize or just read) one split and validate every row."""
+    from xorder.data.sources import load_split
+
+    return load_split(need.task, need.source, need.role, need.lang, cache_dir=need.cache_dir,
+                      synthetic_examples=need.synthetic_examples, max_examples=need.cap)
+
+
+def fetch_all(data: list[DataNeed]) -> Iterator[str]:
+    """Fetch every split; one line per task, split and source, with the rows found in each language."""
+    group: tuple[str, str, str] | None = None
+    counts: list[str] = []
+    origins: list[str] = []
+
+    def line() -> str:
+        assert group is not None
+        task, role, source = group
+        where = origins[0] if len(origins) == 1 else f"{origins[0]} ... ({len(origins)} sources)"
+        return f"{task} {role} ({source}): {' '.join(counts)} rows; {where}"
+
+    for need in data:
+        key = (need.task.name, need.role, need.source_name)
+        if key != group and group is not None:
+            yield line()
+            counts, origins = [], []
+        group = key
+        loaded = fetch_data(need)
+        counts.append(f"{need.lang}={len(loaded.rows) if loaded is not None else 0}")
+        origins.append(loaded.where if loaded is not None else "no such split")
+    if group is not None:
+        yield line()
+
+
+def fetch_model(model: ModelNeed) -> str:
+    from xorder.config import ModelConfig
+    from xorder.model import resolve_path
+
+    path = resolve_path(ModelConfig(name="model", path=model.path, revision=model.revision), model.cache_dir)
+    if model.path.startswith("builtin:"):
+        return f"{model.path}: {path}"
+    if Path(path).expanduser().is_dir():
+        return f"{path}: local directory"
+    if _offline():
+        return f"{path}{' @ ' + model.revision if model.revision else ''}: offline, checked below"
+    folder = download_model(path, model.revision)
+    return f"{path}{' @ ' + model.revision if model.revision else ''}: {folder}"
+
+
+def download_model(repo: str, revision: str | None) -> str:
+    """Config, tokenizer files and one copy of the weights (safetensors if the repository has them)."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        files = HfApi().list_repo_files(repo, revision=revision)
+        weights = "*.safetensors" if any(f.endswith(".safetensors") for f in files) else "*.bin"
+        return snapshot_download(repo, revision=revision, allow_patterns=[*SMALL_FILES, weights])
+    except Exception as err:  # huggingface_hub raises its own HTTP and repository errors
+        first = " ".join(str(err).split())[:200]
+        raise XorderError(f"cannot download model {repo!r}{' @ ' + revision if revision else ''}: {first}") from err
+
+
+def verify_offline(cells: list[list[str]]) -> list[str]:
+    """Load every model and split again in a child process with the network switched off; the failures."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "xorder.prepare", _CHECK, json.dumps(cells)], capture_output=True,
+                         text=True, env=env)
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 and not results:
+        tail = " ".join(out.stderr.split())[-300:]
+        return [f"the offline check could not run: {tail}"]
+    return [r["error"] for r in results if not r["ok"]]
+
+
+def _check_offline(cells: list[list[str]]) -> int:
+    """The child of `verify_offline`: one JSON line per item."""
+    from xorder.model import load_backbone, load_tokenizer, resolve_path
+    from xorder.config import ModelConfig
+
+    models, data = collect(cells)
+    failed = 0
+    for model in models:
+        try:
+            path = resolve_path(ModelConfig(name="model", path=model.path, revision=model.revision), model.cache_dir)
+            load_tokenizer(path, model.revision)
+            load_backbone(path, model.revision)
+            result = {"ok": True}
+        except XorderError as err:
+            result = {"ok": False, "error": str(err)}
+        failed += not result["ok"]
+        print(json.dumps({"item": model.path, **result}), flush=True)
+    for need in data:
+        try:
+            fetch_data(need)
+            result = {"ok": True}
+        except XorderError as err:
+            result = {"ok": False, "error": str(err)}
+        failed += not result["ok"]
+        print(json.dumps({"item": need.label(), **result}), flush=True)
+    return 1 if failed else 0
+
+
+def _offline() -> bool:
+    from xorder.data.sources import offline
+
+    return offline()
+
+
+def compute_node_settings(cells: list[list[str]]) -> str:
+    import datasets
+    from huggingface_hub import constants
+
+    caches = sorted({str(Path(_typed(c).cache_dir).expanduser()) for c in cells})
+    lines = [
+        "on compute nodes without internet, with these folders on a filesystem they share:",
+        "  export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1",
+        f"  export HF_HOME={constants.HF_HOME}",
+    ]
+    if os.environ.get("HF_DATASETS_CACHE"):
+        lines.append(f"  export HF_DATASETS_CACHE={datasets.config.HF_DATASETS_CACHE}")
+    if os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        lines.append(f"  export HF_HUB_CACHE={constants.HF_HUB_CACHE}")
+    lines.append(f"  and run with cache_dir={caches[0]}" if len(caches) == 1 else
+                 "  and run each cell with its cache_dir: " + ", ".join(caches))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except XorderError as err:
+        print(f"xorder: error: {err}", file=sys.stderr)
+        sys.exit(2)

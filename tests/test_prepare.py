@@ -1,0 +1,115 @@
+"""`xorder prepare`: expands grids like `run -m`, fetches and validates what every cell reads, checks it offline
+and says what compute nodes need; a run that is offline with nothing cached exits 2 with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import compose, demo_overrides, xorder_cli
+from test_sources import bad_pawsx_tree, write_hub_dir
+from xorder import prepare
+from xorder.errors import XorderError
+from xorder.plan import plan, to_typed
+
+FAST = ("trainer.intermediate.max_steps=6", "trainer.multilingual.max_steps=6", "trainer.target.max_steps=6",
+        "trainer.eval_every=6")
+
+
+def write_corpus(root: Path, languages: list[str], rows: int) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    configs = []
+    for lang in languages:
+        (root / lang).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"text": [f"{lang} paragraph number {i} ." for i in range(rows)]}),
+                       root / lang / "train-00000-of-00001.parquet")
+        configs.append(f"- config_name: {lang}\n  data_files:\n  - split: train\n    path: {lang}/train-*")
+    (root / "README.md").write_text("---\nconfigs:\n" + "\n".join(configs) + "\n---\n")
+    return root
+
+
+def test_expand_uses_hydras_sweeper_and_refuses_a_sweep_without_m():
+    cells = prepare.expand(["experiment=demo", "target=pawsx,sts", "seed=range(1,3)", "task=[mnli,qqp]",
+                            "hydra/launcher=slurm", "hydra.sweep.dir=x"], multirun=True)
+    assert len(cells) == 4
+    assert all("task=[mnli,qqp]" in c and not any(o.startswith("hydra") for o in c) for c in cells)
+    assert {(c[1], c[2]) for c in cells} == {("target=pawsx", "seed=1"), ("target=pawsx", "seed=2"),
+                                             ("target=sts", "seed=1"), ("target=sts", "seed=2")}
+    with pytest.raises(XorderError, match=r"'target=pawsx,sts' is a sweep: add -m"):
+        prepare.expand(["target=pawsx,sts"], multirun=False)
+
+
+def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """The walk of `prepare` over a cell's stages equals the loads that `data.stage.prepare` makes."""
+    from xorder import tiny
+    from xorder.data import stage as stage_module
+    from xorder.model import load_tokenizer
+
+    overrides = ["experiment=demo", f"cache_dir={cache_dir}", "order=joint", "task=[mnli,hellaswag]", "target=sts",
+                 "data.synthetic_examples=40", "multilingual.languages=[de,fr]"]
+    _, wanted = prepare.collect([overrides])
+    seen = []
+    real = stage_module.load_split
+    monkeypatch.setattr(stage_module, "load_split", lambda task, source, role, lang, **kw: (
+        seen.append((task.name, role, lang, kw.get("max_examples"))), real(task, source, role, lang, **kw))[1])
+    cfg = to_typed(compose(*overrides))
+    tokenizer = load_tokenizer(str(tiny.ensure(cache_dir)))
+    for stage in plan(cfg):
+        hp = stage.hparams
+        stage_module.prepare(stage, tokenizer, stage_module.DataSettings(
+            str(cache_dir), 40, hp["max_length"], hp["max_examples_per_task"], hp["eval_examples"]))
+    assert sorted(set(seen)) == sorted({(n.task.name, n.role, n.lang, n.cap) for n in wanted})
+    assert ("sts", "sts17", "tr-en", None) in seen and ("hellaswag", "train", "fr", 2000) in seen
+
+
+def test_prepare_grid_caches_a_streamed_corpus_that_an_offline_run_then_reads(cache_dir: Path, tmp_path: Path):
+    hub = write_hub_dir(tmp_path / "paws-hub", languages=("de", "en", "es", "fr", "ja", "ko", "zh"), rows=12)
+    corpus = write_corpus(tmp_path / "wiki", ["de", "fr"], rows=540)
+    cell = [*demo_overrides(cache_dir, tmp_path / "results"), "multilingual=mlm", "multilingual.languages=[de,fr]",
+            "target.source=hub", f"target.sources.hub.path={hub}", "target.sources.hub.splits.test.split=validation",
+            "multilingual.text.source=hub", f"multilingual.text.sources.hub.path={corpus}",
+            "multilingual.text.sources.hub.name='{lang}'", *FAST]
+    out = xorder_cli("prepare", "-m", *cell, "order=none,multilingual_only", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("xorder prepare: 2 cells, 1 model, ")
+    assert f"  data   mlm train (hub): de=40 fr=40 rows; {corpus}/de [train]" in out.stdout  # rows 501-540
+    assert "  data   pawsx dev (hub): de=12 en=12 es=12 fr=12 ja=12 ko=12 zh=12 rows" in out.stdout
+    assert "checked offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1): 1 model(s) and " in out.stdout
+    assert "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1" in out.stdout and f"cache_dir={cache_dir}" in out.stdout
+    assert len(list((cache_dir / "corpora").glob("*-540-all.parquet"))) == 2  # one stream per language, kept
+    corpus.rename(tmp_path / "wiki-gone")  # the corpus is gone: the cell reads what prepare kept
+    run = xorder_cli("run", *cell, "order=multilingual_only", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert list((tmp_path / "results").glob("pawsx/multilingual_only/**/metrics.json"))
+
+
+def test_offline_with_nothing_cached_exits_2_telling_to_run_prepare(cache_dir: Path, tmp_path: Path):
+    env = {"HF_HOME": str(tmp_path / "empty-hf-home"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    hub_target = demo_overrides(cache_dir, tmp_path / "results", "order=none", "target.source=hub")
+    for command in ("run", "prepare"):
+        out = xorder_cli(command, *hub_target, env=env, cwd=tmp_path)
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "Traceback" not in out.stderr
+        errors = [line for line in out.stderr.splitlines() if line.startswith("xorder: error:")]
+        assert len(errors) == 1
+        assert errors[0].startswith("xorder: error: google-research-datasets/paws-x/en [train] is not in the datasets "
+                                    "cache and this machine is offline (HF_HUB_OFFLINE=1): run `xorder prepare`")
+    model = xorder_cli("run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "model=xlmr_base"),
+                       env=env, cwd=tmp_path)
+    assert model.returncode == 2 and "Traceback" not in model.stderr
+    assert "cannot load model 'FacebookAI/xlm-roberta-base'" in model.stderr and "xorder prepare" in model.stderr
+
+
+def test_prepare_stops_at_a_malformed_file_with_one_line(cache_dir: Path, tmp_path: Path):
+    data = bad_pawsx_tree(tmp_path / "data")
+    out = xorder_cli("prepare", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "target.source=xtreme",
+                                                f"data_root={data}"), cwd=tmp_path)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"xorder: error: {data}/pawsx/train-en.tsv: row 7: column 'label': label 'paraphrase' is not a class number "
+        "(map names to ids with labels: {name: id})")
+    bad = xorder_cli("prepare", "--frobnicate")
+    assert bad.returncode == 2 and "prepare does not take '--frobnicate'" in bad.stderr
