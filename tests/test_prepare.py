@@ -113,3 +113,13 @@ def test_prepare_stops_at_a_malformed_file_with_one_line(cache_dir: Path, tmp_pa
         "(map names to ids with labels: {name: id})")
     bad = xorder_cli("prepare", "--frobnicate")
     assert bad.returncode == 2 and "prepare does not take '--frobnicate'" in bad.stderr
+
+
+def test_validate_checks_the_target_before_any_intermediate_stage_trains(cache_dir: Path, tmp_path: Path):
+    data = bad_pawsx_tree(tmp_path / "data")
+    cfg = compose(*demo_overrides(cache_dir, tmp_path / "results", "order=english_first", "target.source=xtreme",
+                                  f"data_root={data}"))
+    with pytest.raises(XorderError, match=r"pawsx/train-en\.tsv: row 7: column 'label'"):
+        prepare.validate(cfg)
+    stages = plan(to_typed(cfg))
+    assert prepare.validate(cfg, stages[:2]) > 0  # the synthetic intermediate stages alone are fine

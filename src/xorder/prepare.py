@@ -165,6 +165,24 @@ def stage_needs(stage: Any, cache_dir: str, synthetic_examples: int) -> Iterator
                 yield need(role, lang)
 
 
+def validate(cfg: Any, stages: list[Any] | None = None) -> int:
+    """Read and check every split that `stages` (default: all of the cell's) will read, before any of them
+    trains: a malformed target file then stops a cell before its intermediate stages spend hours. Raises the
+    first XorderError (file, row and column); returns the number of splits checked. Meant for `run_cell`, with
+    the stages the stage cache does not hold yet."""
+    from xorder.plan import plan, to_typed
+
+    cfg = to_typed(cfg)
+    cache_dir = str(Path(cfg.cache_dir).expanduser())
+    seen: set[str] = set()
+    for stage in plan(cfg) if stages is None else stages:
+        for need in stage_needs(stage, cache_dir, cfg.data.synthetic_examples):
+            if need.key not in seen:
+                seen.add(need.key)
+                fetch_data(need)
+    return len(seen)
+
+
 def fetch_data(need: DataNeed) -> Any:
     """Load (download, stream, materialize or just read) one split and validate every row."""
     from xorder.data.sources import load_split
