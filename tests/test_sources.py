@@ -307,6 +307,16 @@ def test_malformed_tsv_names_file_row_and_column(tmp_path: Path, cache_dir: Path
     assert str(err.value).startswith(str(path)) and "\n" not in str(err.value)
 
 
+def test_byte_order_marks_are_skipped_and_other_encodings_named(tmp_path: Path, cache_dir: Path):
+    path = tmp_path / "train.tsv"
+    path.write_bytes(("\ufeff" + GOOD * 2).encode("utf-8"))
+    rows = read(pawsx_task(), "train", "en", cache_dir, tsv_source(path)).rows
+    assert rows[0]["text_a"] == "A sentence."
+    path.write_bytes("Ça va.\tOui.\t1\n".encode("latin-1"))
+    with pytest.raises(XorderError, match=r"train\.tsv: not UTF-8 text \(invalid continuation byte at byte 0\)"):
+        read(pawsx_task(), "train", "en", cache_dir, tsv_source(path))
+
+
 def test_malformed_scores_labels_json_and_missing_columns(tmp_path: Path, cache_dir: Path):
     sts = typed("target=sts").target
     csv_path = tmp_path / "stsb.csv"

@@ -34,6 +34,7 @@ FORMAT_COLUMNS: dict[str, dict[str, Any]] = {
     "sts_semeval": {"text_a": "sentence1", "text_b": "sentence2", "label": "score", "id": "id"},
     "stsb": {"text_a": "sentence1", "text_b": "sentence2", "label": "score", "id": "id"},
 }
+csv.field_size_limit(2**31 - 1)  # long contexts (reading comprehension) exceed csv's default 128 KiB per field
 _SLICE = re.compile(r"^(?P<name>.+?)(\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")
 _PLACEHOLDER = re.compile(r"\{(?!lang\}|split\})[^{}]*\}")
 
@@ -203,6 +204,16 @@ def _read(task: TaskConfig, view: SourceConfig, part: Part, lang: str, role: str
     if stray:
         raise XorderError(f"{task.name}: path {template!r} holds {stray.group()}; only {{lang}} and {{split}} are filled in")
     path = Path(_fill(template, lang, split)).expanduser()
+    try:
+        return _read_local(task, view, part, path, lang, role, cap)
+    except UnicodeDecodeError as err:
+        raise XorderError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise XorderError(f"{path}: cannot read it ({err.strerror or err})") from None
+
+
+def _read_local(task: TaskConfig, view: SourceConfig, part: Part, path: Path, lang: str, role: str,
+                cap: int | None) -> Raw:
     if view.format == "sts_semeval":
         return _read_semeval(path, lang)
     if not path.is_file():
@@ -231,7 +242,7 @@ def _read_table(path: Path, sep: str, fields: list[str] | None) -> tuple[list[di
     """A delimited file; with `fields` it has no header row. TSV files are read without quote handling
     (GLUE and XTREME files carry bare quotes); CSV files are read with it (fields may span lines). A row with
     the wrong number of fields is an error."""
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         records: Iterable[tuple[int, list[str]]]
         if sep == "\t":
             records = ((n, line.rstrip("\r\n").split("\t")) for n, line in enumerate(handle, 1) if line.strip("\r\n"))
@@ -260,14 +271,12 @@ def _read_table(path: Path, sep: str, fields: list[str] | None) -> tuple[list[di
                 lines.append(line)
         except csv.Error as err:
             raise XorderError(f"{path}: line {reader.line_num}: unreadable csv ({err})") from err
-        except UnicodeDecodeError as err:
-            raise XorderError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
     return rows, lines
 
 
 def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     rows, lines = [], []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -284,7 +293,7 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 def _read_json(path: Path) -> list[dict[str, Any]]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
         raise XorderError(f"{path}: not valid JSON (line {err.lineno}: {err.msg})") from err
     rows = data.get("data", data) if isinstance(data, dict) else data
@@ -325,7 +334,7 @@ def _read_stsb(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     """STS Benchmark csv: tab-separated genre, file, year, id, score, sentence1, sentence2 (some rows carry
     two more source columns, and quotes are bare text)."""
     rows, lines = [], []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip("\r\n"):
                 continue
@@ -341,7 +350,7 @@ def _read_stsb(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 def _read_text(path: Path, need: int | None) -> tuple[list[dict[str, Any]], list[int]]:
     rows, lines = [], []
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, 1):
             if line.strip():
                 rows.append({"text": line.strip()})
@@ -369,8 +378,8 @@ def _read_semeval(folder: Path, pair: str) -> Raw:
     gold = next(folder.rglob(gold_name), None)
     if gold is None:
         raise XorderError(f"{folder}: no gold scores {gold_name} beside {source.name}")
-    pairs = source.read_text(encoding="utf-8").splitlines()
-    scores = gold.read_text(encoding="utf-8").splitlines()
+    pairs = source.read_text(encoding="utf-8-sig").splitlines()
+    scores = gold.read_text(encoding="utf-8-sig").splitlines()
     if len(scores) > len(pairs):
         raise XorderError(f"{gold}: {len(scores)} scores for {len(pairs)} sentence pairs in {source.name}")
     rows = []
