@@ -79,6 +79,7 @@ def test_prepare_grid_caches_a_streamed_corpus_that_an_offline_run_then_reads(ca
     assert "  data   pawsx dev (hub): de=12 en=12 es=12 fr=12 ja=12 ko=12 zh=12 rows" in out.stdout
     assert "checked offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1): 1 model(s) and " in out.stdout
     assert "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1" in out.stdout and f"cache_dir={cache_dir}" in out.stdout
+    assert "local files are read in place" not in out.stdout  # every source here is a hub one
     assert len(list((cache_dir / "corpora").glob("*-540-all.parquet"))) == 2  # one stream per language, kept
     corpus.rename(tmp_path / "wiki-gone")  # the corpus is gone: the cell reads what prepare kept
     run = xorder_cli("run", *cell, "order=multilingual_only", cwd=tmp_path)
@@ -111,6 +112,8 @@ def test_prepare_stops_at_a_malformed_file_with_one_line(cache_dir: Path, tmp_pa
     assert out.stderr.strip().splitlines()[-1] == (
         f"xorder: error: {data}/pawsx/train-en.tsv: row 7: column 'label': label 'paraphrase' is not a class number "
         "(map names to ids with labels: {name: id})")
+    cells = [demo_overrides(cache_dir, tmp_path, "experiment=demo_sts_real", "data_root=/data/shared")]
+    assert prepare.local_folders(prepare.collect(cells)[1]) == ["/data/shared"]  # stsb_multi_mt/ and sts17/ inside
     bad = xorder_cli("prepare", "--frobnicate")
     assert bad.returncode == 2 and "prepare does not take '--frobnicate'" in bad.stderr
 

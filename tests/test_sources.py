@@ -185,6 +185,27 @@ def test_release_format_fixtures_through_the_shipped_local_sources(shared_data: 
     assert all(r["label"] in range(len(cfg.task[task].label_names)) for r in rows)
 
 
+def test_translate_train_sources_read_local_translations(shared_data: Path, tmp_path: Path, cache_dir: Path):
+    """mnli -> XNLI, pawsx -> PAWS-X non-English train, sts -> stsb_multi_mt train; tasks without published
+    translations read the user's own from local files in the release layout."""
+    for rnd in ("R1", "R2", "R3"):  # German ANLI in the release layout, copied from the English fixture
+        (tmp_path / "anli/translate_train/de" / rnd).mkdir(parents=True)
+        (tmp_path / "anli/translate_train/de" / rnd / "train.jsonl").write_text(
+            (shared_data / "anli" / rnd / "train.jsonl").read_text())
+    cfg = typed(f"data_root={tmp_path}", "task=[anli,sts]", "order=multilingual_only", "multilingual.languages=[de]",
+                "task.anli.translation_source=local", "task.sts.translation_source=local",
+                f"task.sts.translations.local.path='{shared_data}/stsb_multi_mt/stsb-{{lang}}-{{split}}.csv'")
+    multilingual, _ = plan(cfg)
+    comps = {c.task.name: c for c in multilingual.components}
+    assert (comps["anli"].source_name, comps["anli"].languages) == ("local", ("de",))
+    assert len(read(cfg.task["anli"], "train", "de", cache_dir, comps["anli"].source).rows) == 9
+    assert len(read(cfg.task["sts"], "train", "de", cache_dir, comps["sts"].source).rows) == 5749
+    hub = typed("task=[mnli,pawsx,sts]", "order=multilingual_only")
+    paths = {c.task.name: (c.source.path, c.source.splits["train"].split) for c in plan(hub)[0].components}
+    assert paths == {"mnli": ("facebook/xnli", "train"), "pawsx": ("google-research-datasets/paws-x", "train"),
+                     "sts": ("PhilipMay/stsb_multi_mt", "train")}
+
+
 # --- splits, sources chosen by overrides ----------------------------------------------------------------
 
 

@@ -89,7 +89,7 @@ def main(args: list[str]) -> int:
         raise XorderError(f"{failures[0]} ({len(failures)} item{'s' * (len(failures) != 1)} failed to load offline)")
     print(f"checked offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1): {len(models)} model(s) and {len(data)} data "
           f"split(s) load without the network [{time.time() - started:.0f}s]")
-    print(compute_node_settings(cells))
+    print(compute_node_settings(cells, data))
     return 0
 
 
@@ -290,7 +290,21 @@ def _offline() -> bool:
     return offline()
 
 
-def compute_node_settings(cells: list[list[str]]) -> str:
+def local_folders(data: list[DataNeed]) -> list[str]:
+    """The folders of the local files that the cells read (the fixed part of each path template)."""
+    from xorder.data.sources import LOCAL_FORMATS, split_config
+
+    folders = set()
+    for need in data:
+        view = split_config(need.source, need.role)
+        if view is not None and view.format in LOCAL_FORMATS and view.path:
+            fixed = str(view.path).split("{", 1)[0]
+            folder = fixed if fixed.endswith("/") else os.path.dirname(fixed) or "."
+            folders.add(os.path.normpath(Path(folder).expanduser().absolute()))
+    return sorted(f for f in folders if not any(f.startswith(other + os.sep) for other in folders))
+
+
+def compute_node_settings(cells: list[list[str]], data: list[DataNeed] | None = None) -> str:
     import datasets
     from huggingface_hub import constants
 
@@ -306,6 +320,10 @@ def compute_node_settings(cells: list[list[str]]) -> str:
         lines.append(f"  export HF_HUB_CACHE={constants.HF_HUB_CACHE}")
     lines.append(f"  and run with cache_dir={caches[0]}" if len(caches) == 1 else
                  "  and run each cell with its cache_dir: " + ", ".join(caches))
+    folders = local_folders(data or [])
+    if folders:
+        lines.append("  local files are read in place: keep these folders at the same paths (or set data_root): "
+                     + ", ".join(folders))
     return "\n".join(lines)
 
 
