@@ -438,3 +438,9 @@ def test_demo_sts_real_scores_stsb_multi_mt_and_sts17(shared_data: Path, cache_d
     assert set(scores["dev"]) == set(scores["test"]) == {"de", "en", "zh"}
     assert set(scores["sts17"]) == set(STS17)
     assert all(set(v) == {"pearson", "spearman"} for v in scores["sts17"].values())
+
+
+def test_same_shaped_synthetic_splits_of_two_tasks_never_share_a_fingerprint(cache_dir: Path):
+    cfg = typed("task=[mnli,anli]", "data.source=synthetic")
+    mnli, anli = (read(cfg.task[t], "train", "en", cache_dir, cfg.task[t].sources["synthetic"]) for t in ("mnli", "anli"))
+    assert mnli.rows[0]["text_a"] != anli.rows[0]["text_a"] and mnli.fingerprint != anli.fingerprint

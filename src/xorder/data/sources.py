@@ -194,7 +194,7 @@ def _read(task: TaskConfig, view: SourceConfig, part: Part, lang: str, role: str
 
         path = synthetic.materialize(Path(cache_dir).expanduser() / "synthetic", task.name, task.kind, split, lang,
                                      synthetic_examples)
-        return Raw(_read_jsonl(path)[0], str(path), path.name)
+        return Raw(_read_jsonl(path)[0], str(path), "/".join(path.parts[-3:]))  # version/task/split-lang-n
     if view.format == "hub":
         return _read_hub(view, split, lang, cache_dir, prefix_needed(part, cap))
     if not view.path:
