@@ -31,14 +31,20 @@ ORDER_TASKS = {"none": ([], "-"), "english_only": (["mnli"], "-"),
 
 def write_record(root: Path, order: str, seed: int, scores: dict, *, target: str = "pawsx", model: str = "tiny",
                  primary: str = "accuracy", predictions: pd.DataFrame | None = None) -> Path:
-    """A record as the pipeline lays it out: <target>/<order>/<tasks>/<multilingual>/<model>/seed<k>/."""
+    """A record as the pipeline lays it out: <target>/<order>/<tasks>/<multilingual>/<model>/seed<k>/.
+    Selections not given score as en_dev does."""
     tasks, multilingual = ORDER_TASKS[order]
     folder = root / target / order / ("+".join(tasks) or "none") / multilingual / model / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
+    scores = {selection: scores.get(selection, scores["en_dev"]) for selection in ("en_dev", "oracle", "last")}
+    stage = {"name": "target", "hash": "0" * 20, "tasks": [target], "languages": ["en"], "steps": 10,
+             "seconds": 1.0, "reused": False}
+    provenance = {key: "-" for key in ("xorder", "torch", "transformers", "device", "started", "finished",
+                                       "config_hash")}
     metrics = {"schema": "xorder.run/1", "target": target, "order": order, "tasks": tasks,
                "multilingual": multilingual, "model": model, "seed": seed, "primary_metric": primary,
-               "scores": scores, "selected_steps": {}, "stages": [],
-               "provenance": {"git_commit": "0123456789abcdef"}}
+               "scores": scores, "selected_steps": {}, "stages": [stage],
+               "provenance": {**provenance, "git_commit": "0123456789abcdef"}}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     if predictions is not None:
         predictions.to_parquet(folder / "predictions.parquet", index=False)
@@ -295,18 +301,21 @@ def test_malformed_records_are_named_and_skipped_or_fatal_with_strict(grid: Path
     bad.mkdir(parents=True)
     (bad / "metrics.json").write_text("{not json")
     odd = write_record(grid, "english_only", 2, {"en_dev": {"test": {"de": {"accuracy": "high"}}}})
+    copy = grid / "backup" / "pawsx" / "none" / "none" / "-" / "tiny" / "seed1"
+    shutil.copytree(grid / "pawsx" / "none" / "none" / "-" / "tiny" / "seed1", copy)
     out = tmp_path / "tables"
     rc, err = run_report("--results", str(grid), "--out", str(out), "--resamples", "99")
     assert rc == 0
     assert "pawsx/joint/mnli/translate_train/tiny/seed1: unreadable metrics.json" in err
-    assert f"{odd.relative_to(grid).as_posix()}: scores.en_dev.test.de is not an object of numbers" in err
+    assert f"{odd.relative_to(grid).as_posix()}: scores/en_dev/test/de/accuracy: 'high' is not of type 'number'" in err
+    assert "backup/pawsx/none/none/-/tiny/seed1: duplicate of the record in pawsx/none/none/-/tiny/seed1" in err
     md = (out / "tables.md").read_text()
     assert "- pawsx/joint/mnli/translate_train/tiny/seed1: unreadable metrics.json" in md
-    assert "2 skipped" in md
+    assert "3 skipped" in md
     strict_out = tmp_path / "strict"
     result = xorder_cli("report", "--results", str(grid), "--out", str(strict_out), "--strict", "--resamples", "9")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1].startswith("xorder: error: 2 malformed record(s)")
+    assert result.stderr.strip().splitlines()[-1].startswith("xorder: error: 3 record(s) skipped under")
     assert "Traceback" not in result.stderr and not strict_out.exists()
 
 

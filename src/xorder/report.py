@@ -26,16 +26,15 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 from xorder.errors import EXIT_USER_ERROR, XorderError
-from xorder.records import CONFIG, METRICS, NOT_APPLICABLE, PREDICTIONS, SCHEMA, write_atomic
+from xorder.records import CONFIG, METRICS, NOT_APPLICABLE, PREDICTIONS, SELECTIONS, validate, write_atomic
 
 ORDERS = ("none", "english_only", "multilingual_only", "english_first", "multilingual_first", "joint")
-SELECTIONS = ("en_dev", "oracle", "last")
 ZERO_SHOT = "en_dev"  # the selection the main tables report: checkpoint chosen on English dev only
 AVG, AVG_NON_EN = "avg", "avg_non_en"
 NO_TASKS = "none"
@@ -46,6 +45,7 @@ EFFECT_COLUMNS = ["target", "model", "multilingual", "tasks", "selection", "spli
                   "p_value"]
 MISSING_COLUMNS = ["target", "model", "multilingual", "order", "tasks", "seed"]
 RESAMPLES = 9999
+TESTABLE = ("accuracy", "pearson", "spearman")  # metrics the paired tests know how to recompute per example
 BASE_SEED = 6  # issue 6; with the compared cell's name it seeds every draw
 CSV_FLOAT = "%.4f"
 DASH = "—"
@@ -75,37 +75,15 @@ def find_records(results: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(found)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def check_record(obj: Any) -> str | None:
-    """Why a parsed metrics.json cannot be used, or None when it can."""
-    if not isinstance(obj, dict):
-        return "not a JSON object"
-    if obj.get("schema") != SCHEMA:
-        return f"schema is {obj.get('schema')!r}, expected {SCHEMA!r}"
-    for key in ("target", "order", "multilingual", "model", "primary_metric"):
-        if not isinstance(obj.get(key), str) or not obj[key]:
-            return f"{key!r} missing or not a string"
-    if not isinstance(obj.get("seed"), int) or isinstance(obj.get("seed"), bool):
-        return "'seed' missing or not an integer"
-    tasks = obj.get("tasks")
-    if not isinstance(tasks, list) or not all(isinstance(t, str) and t for t in tasks):
-        return "'tasks' missing or not a list of names"
-    scores = obj.get("scores")
-    if not isinstance(scores, dict) or not scores:
-        return "'scores' missing or empty"
-    for selection, splits in scores.items():
-        if not isinstance(splits, dict):
-            return f"scores.{selection} is not an object"
-        for split, langs in splits.items():
-            if not isinstance(langs, dict):
-                return f"scores.{selection}.{split} is not an object"
-            for lang, values in langs.items():
-                if not isinstance(values, dict) or not all(_is_number(v) for v in values.values()):
-                    return f"scores.{selection}.{split}.{lang} is not an object of numbers"
-    if not any(obj["primary_metric"] in values for splits in scores.values() for langs in splits.values()
+    """Why a parsed metrics.json cannot be used, or None when it can: the documented schema
+    (xorder.records.METRICS_SCHEMA), plus what a schema cannot say (named tasks, a primary metric that is scored)."""
+    problems = sorted(validate(obj))
+    if problems:
+        return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+    if not all(obj["tasks"]) or not all(obj[k] for k in ("target", "order", "multilingual", "model")):
+        return "an axis (target, order, tasks, multilingual, model) is empty"
+    if not any(obj["primary_metric"] in values for splits in obj["scores"].values() for langs in splits.values()
                for values in langs.values()):
         return f"primary metric {obj['primary_metric']!r} appears in no score"
     return None
@@ -123,9 +101,10 @@ def _train_language(record_dir: Path) -> str | None:
 
 
 def load_records(results: Path, exclude: Path | None = None) -> Records:
-    """Parse and validate every record; malformed ones and duplicates of a cell are skipped with a reason."""
-    cells, rows, skipped, seen = [], [], [], {}
-    train_language: dict[str, str] = {}
+    """Parse and validate every record; malformed ones are skipped with a reason. Two records of one cell
+    (a copied folder, say) keep the one at the cell's own path <target>/<order>/<tasks>/<multilingual>/
+    <model>/seed<k>, else the first by path; the other is skipped as a duplicate."""
+    parsed, skipped = [], []
     for path in find_records(results, exclude):
         rel = path.parent.relative_to(results).as_posix()
         try:
@@ -139,14 +118,20 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
             continue
         tasks = "+".join(obj["tasks"]) or NO_TASKS
         key = (obj["target"], obj["model"], obj["multilingual"], obj["order"], tasks, obj["seed"])
+        home = f"{obj['target']}/{obj['order']}/{tasks}/{obj['multilingual']}/{obj['model']}/seed{obj['seed']}"
+        parsed.append((rel != home, rel, key, obj))
+    cells, rows, seen = [], [], {}
+    train_language: dict[str, str] = {}
+    for _, rel, key, obj in sorted(parsed, key=lambda item: item[:2]):
         if key in seen:
             skipped.append((rel, f"duplicate of the record in {seen[key]}"))
             continue
         seen[key] = rel
-        if obj["target"] not in train_language:
-            language = _train_language(path.parent)
+        target = obj["target"]
+        if target not in train_language:
+            language = _train_language(results / rel)
             if language:
-                train_language[obj["target"]] = language
+                train_language[target] = language
         commit = (obj.get("provenance") or {}).get("git_commit")
         cells.append((*key, rel, obj["primary_metric"], commit if isinstance(commit, str) else ""))
         for selection, splits in obj["scores"].items():
@@ -154,6 +139,7 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
                 for lang, values in langs.items():
                     for metric, value in values.items():
                         rows.append((*key, selection, split, lang, metric, float(value)))
+    skipped.sort()
     cell_frame = pd.DataFrame(cells, columns=[*ROW, "seed", "path", "primary_metric", "git_commit"])
     scores = pd.DataFrame(rows, columns=[*ROW, "seed", "selection", "split", "language", "metric", "value"])
     return Records(cell_frame, scores, train_language, skipped)
@@ -261,8 +247,6 @@ def _rows_metric(metric: str, gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         return 100.0 * (gc * pc).sum(axis=-1) / np.sqrt((gc * gc).sum(axis=-1) * (pc * pc).sum(axis=-1))
 
-
-TESTABLE = ("accuracy", "pearson", "spearman")
 
 
 def _standardize(pred: np.ndarray, metric: str) -> np.ndarray:
@@ -679,7 +663,9 @@ def effect_table(view: View, effects: pd.DataFrame, resamples: int) -> Table | N
                      DASH if pd.isna(r.n_examples) else str(int(r.n_examples))])
     note = ("english_first − multilingual_first, seeds present in both orders; 95% percentile bootstrap CI "
             "and two-sided paired permutation p over examples pooled across seeds (stratified by seed and "
-            f"language, {resamples} resamples).")
+            f"language, {resamples} resamples). They measure test-example sampling for these trained models, "
+            "not seed-to-seed variance: read them with the seed std of the main table. p is per row, "
+            "uncorrected for multiple comparisons.")
     return Table(f"{view.slug}-order", view.title("order effect"),
                  ["task", "multilingual", "language", "english_first", "multilingual_first", "Δ", "95% CI", "p",
                   "examples"], rows, keys=3, note=note)
@@ -841,7 +827,7 @@ def build(results: Path, out: Path, strict: bool = False, resamples: int = RESAM
     for path, reason in records.skipped:
         print(f"xorder: warning: {path}: {reason}; record skipped", file=stream)
     if strict and records.skipped:
-        raise XorderError(f"{len(records.skipped)} malformed record(s) under {results} (--strict); "
+        raise XorderError(f"{len(records.skipped)} record(s) skipped under {results} (--strict); "
                           f"first: {records.skipped[0][0]}: {records.skipped[0][1]}")
     if records.cells.empty:
         raise XorderError(f"no complete records (metrics.json) under {results}")
