@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 
 import hydra
@@ -20,6 +22,8 @@ log = logging.getLogger("xorder")
 # Set once Hydra has composed a config and handed it to `cell`: an exit status of 1 before that point
 # is a composition error (unknown option, misspelt key, wrong type), i.e. a user mistake.
 _composed = False
+# Cells of a multirun (in this process) that stopped on a user mistake; the others still run.
+_failures: list[tuple[str, str]] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://xorder.conf", config_name="config")
@@ -27,22 +31,30 @@ def cell(cfg: DictConfig) -> None:
     global _composed
     _composed = True
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from xorder import records
 
-    record_dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    record_dir = hydra_cfg.runtime.output_dir
+    # one lock per cell, taken by the first process of a multi-process (torchrun) cell only
+    lock = records.cell_lock(record_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
     try:
-        done = records.completed(record_dir, cfg)
-        if done and not cfg.force:
-            log.info("skip: complete record at %s (force=true reruns it)", record_dir)
-            return
-        from xorder.run import run_cell
+        with lock:
+            if records.completed(record_dir, cfg) and not cfg.force:
+                log.info("skip: complete record at %s (force=true reruns it)", record_dir)
+                return
+            records.clear_error(record_dir)
+            from xorder.run import run_cell
 
-        run_cell(cfg, record_dir)
+            run_cell(cfg, record_dir)
     except XorderError as err:
         log.error("%s", err)
-        print(f"xorder: error: {err}", file=sys.stderr)
-        sys.exit(EXIT_USER_ERROR)
+        if hydra_cfg.mode != RunMode.MULTIRUN:
+            print(f"xorder: error: {err}", file=sys.stderr)
+            sys.exit(EXIT_USER_ERROR)
+        records.write_error(record_dir, str(err))
+        _failures.append((record_dir, str(err)))
 
 
 def launch(args: list[str]) -> int:
@@ -55,4 +67,9 @@ def launch(args: list[str]) -> int:
         if code == 1 and not _composed:
             return EXIT_USER_ERROR
         return code
+    if _failures:
+        print(f"xorder: error: {len(_failures)} cell(s) of the grid failed; the others ran:", file=sys.stderr)
+        for record_dir, message in _failures:
+            print(f"  {record_dir}: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
     return 0

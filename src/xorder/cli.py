@@ -28,6 +28,12 @@ def _report(args: list[str]) -> int:
     return report.main(args)
 
 
+def _status(args: list[str]) -> int:
+    from xorder import status
+
+    return status.main(args)
+
+
 def _prepare(args: list[str]) -> int:
     from xorder import prepare
 
@@ -36,6 +42,7 @@ def _prepare(args: list[str]) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "run": ("run one study cell, or a grid with -m; arguments are Hydra overrides", _run),
+    "status": ("done / running / failed / missing cells and cached stages of a run or grid (-m)", _status),
     "prepare": ("download and cache the data and models a run (or a grid with -m) needs; check them offline", _prepare),
     "tasks": ("list tasks, targets, orders and multilingual variants with their languages", _tasks),
     "report": ("result tables, statistics and plots from the run records in results/ (--help)", _report),

@@ -138,9 +138,11 @@ def _score(evalset: EvalSet, rows: torch.Tensor, preds: list[torch.Tensor]) -> E
         result = metrics.compute(kind, task.metrics, gold, pred)
         return EvalResult(evalset.head, evalset.split, evalset.language, result, [ids[i] for i in order],
                           ["|".join(g) for g in gold], pred)
-    order = np.argsort(rows.numpy(), kind="stable")
-    values = flat.numpy()[order].tolist()
-    example_rows = rows.numpy()[order].tolist()
+    example_rows, first = np.unique(rows.numpy(), return_index=True)  # sorted, each example once
+    if len(example_rows) != len(examples):
+        raise RuntimeError(f"{evalset.key}: predictions for {len(example_rows)} of {len(examples)} examples")
+    values = flat.numpy()[first].tolist()
+    example_rows = example_rows.tolist()
     gold = [examples[i]["label"] for i in example_rows]
     result = metrics.compute(kind, task.metrics, gold, values)
     return EvalResult(evalset.head, evalset.split, evalset.language, result, [ids[i] for i in example_rows], gold, values)

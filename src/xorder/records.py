@@ -18,6 +18,8 @@ SCHEMA = "xorder.run/1"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
 CONFIG = "config.yaml"
+ERROR = "error.txt"
+LOCK = ".xorder.lock"
 NOT_APPLICABLE = "-"
 
 _SCORES = {"type": "object", "additionalProperties": {  # split
@@ -192,3 +194,43 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def cell_lock(record_dir: str | os.PathLike, timeout: float = -1):
+    """Held while a cell runs: a second job for the same cell waits, then finds the record complete;
+    `xorder status` reports a cell whose lock is held as running."""
+    from filelock import FileLock
+
+    Path(record_dir).mkdir(parents=True, exist_ok=True)
+    return FileLock(str(Path(record_dir) / LOCK), timeout=timeout)
+
+
+def is_locked(path: str | os.PathLike) -> bool:
+    """Whether another process holds the lock file at `path` right now (a dead holder's lock is free)."""
+    from filelock import FileLock, Timeout
+
+    if not Path(path).exists():
+        return False
+    try:
+        with FileLock(str(path), timeout=0):
+            return False
+    except Timeout:
+        return True
+
+
+def is_running(record_dir: str | os.PathLike) -> bool:
+    return is_locked(Path(record_dir) / LOCK)
+
+
+def write_error(record_dir: str | os.PathLike, message: str) -> None:
+    """Why a cell of a grid failed; the grid goes on, and `xorder status` shows the reason."""
+    write_atomic(Path(record_dir) / ERROR, message.rstrip() + "\n")
+
+
+def read_error(record_dir: str | os.PathLike) -> str | None:
+    path = Path(record_dir) / ERROR
+    return path.read_text().strip() if path.is_file() else None
+
+
+def clear_error(record_dir: str | os.PathLike) -> None:
+    (Path(record_dir) / ERROR).unlink(missing_ok=True)

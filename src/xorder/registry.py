@@ -19,7 +19,7 @@ def options(group: str) -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
-def compose(overrides: list[str] | None = None) -> DictConfig:
+def compose(overrides: list[str] | None = None, hydra_config: bool = False) -> DictConfig:
     """The config that `xorder run OVERRIDES` would get, composed without running anything."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
@@ -34,9 +34,42 @@ def compose(overrides: list[str] | None = None) -> DictConfig:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="xorder.conf", version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=list(overrides or []))
+            return hydra_compose(config_name="config", overrides=list(overrides or []),
+                                 return_hydra_config=hydra_config)
     except (HydraException, OmegaConfBaseException) as err:
         raise XorderError(" ".join(str(err).split())) from err
+
+
+def expand(args: list[str]) -> list[list[str]]:
+    """The override lists of every cell that `xorder run -m ARGS` would run: sweeps on the command line
+    (a,b,c / range / glob) and the `hydra.sweeper.params` of presets, expanded as Hydra's basic sweeper does."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    try:
+        first = BasicSweeper.split_arguments(parser.parse_overrides([a for a in args if a not in ("-m", "--multirun")]),
+                                             None)
+        cells: list[list[str]] = []
+        for overrides in first[0] if first else [[]]:
+            sweep_hydra = compose_hydra(overrides).hydra.sweeper.get("params") or {}
+            params = [f"{key}={value}" for key, value in sweep_hydra.items()]
+            given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+            params = [p for p in params if p.split("=", 1)[0] not in given]  # the command line wins
+            if not params:
+                cells.append(list(overrides))
+                continue
+            for batch in BasicSweeper.split_arguments(parser.parse_overrides(params), None):
+                cells += [[*overrides, *combo] for combo in batch]
+        return cells
+    except HydraException as err:
+        raise XorderError(" ".join(str(err).split())) from err
+
+
+def compose_hydra(overrides: list[str]) -> DictConfig:
+    """Like `compose`, with Hydra's own settings (sweeper parameters, launcher) kept under `hydra`."""
+    return compose(overrides, hydra_config=True)
 
 
 def resolved_source(spec: TaskConfig, preferred: str | None, translations: bool = False) -> str:

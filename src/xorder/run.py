@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import subprocess
 import time
@@ -30,7 +31,12 @@ def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
     from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
     from accelerate.utils import GradientAccumulationPlugin
 
+    import torch
+
+    # several CPU processes (torchrun without GPUs) only join one gloo group when Accelerate is told `cpu`
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
     return Accelerator(
+        cpu=multi_cpu,
         mixed_precision=mixed_precision(cfg.trainer.precision),
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=1, sync_with_dataloader=False),
         kwargs_handlers=[
@@ -101,7 +107,6 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     }
     if accelerator.is_main_process:
         _write_record(Path(record_dir), dcfg, metrics, cache.path(target) / EVALS, chosen)
-        log.info("record: %s", Path(record_dir) / records.METRICS)
         print(summary_table(metrics))
         print(f"record: {Path(record_dir) / records.METRICS}")
     accelerator.wait_for_everyone()

@@ -144,6 +144,8 @@ def train_stage(
             generator=_own_generator(0),
         )
     accelerator.gradient_accumulation_steps = hp["grad_accum"]
+    if accelerator.ddp_handler is not None:  # only a multi-task stage leaves heads idle in a batch
+        accelerator.ddp_handler.find_unused_parameters = len({ts.head for ts in data.train}) > 1
     optimizer = _optimizer(model, hp)
     model, optimizer = accelerator.prepare(model, optimizer)
     prepared = accelerator.prepare(*loaders.values(), *[ev.loader for ev in data.evals])
