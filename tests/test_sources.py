@@ -387,27 +387,35 @@ def test_missing_language_file_and_squad_offsets(tmp_path: Path, cache_dir: Path
         read(squad, "dev", "en", cache_dir, squad_json)
 
 
-def bad_pawsx_tree(root: Path) -> Path:
-    """XTREME layout with a bad label on line 7 of the English training file."""
+def bad_pawsx_tree(root: Path, bad_line: str = "Sentence 6.\tOther sentence 6.\tparaphrase") -> Path:
+    """XTREME layout with a bad 7th line in the English training file."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "pawsx").mkdir(exist_ok=True)
     lines = [f"Sentence {i}.\tOther sentence {i}.\t{i % 2}" for i in range(10)]
-    lines[6] = "Sentence 6.\tOther sentence 6.\tparaphrase"
+    lines[6] = bad_line
     (root / "pawsx" / "train-en.tsv").write_text("\n".join(lines) + "\n")
     for lang in PAWSX:
         (root / "pawsx" / f"dev-{lang}.tsv").write_text("\n".join(lines[:6]) + "\n")
     return root
 
 
-def test_cli_run_on_a_malformed_file_exits_2_with_one_line(tmp_path: Path, cache_dir: Path):
-    data = bad_pawsx_tree(tmp_path / "data")
+@pytest.mark.parametrize("bad_line, problem", [
+    ("Sentence 6.\tOther sentence 6.\tparaphrase",
+     "row 7: column 'label': label 'paraphrase' is not a class number (map names to ids with labels: {name: id})"),
+    ("Sentence 6.\t\t1", "row 7: column 'text_b': empty text"),
+    ("Sentence 6.\tOther sentence 6.", "line 7: expected 3 fields (text_a, text_b, label), found 2; the file has no "
+                                       "labels (XTREME's test files ship without them): evaluate on a slice of dev "
+                                       "instead, e.g. dev: {split: 'dev[1500:]'}"),
+])
+def test_cli_run_on_a_malformed_file_exits_2_with_one_line(tmp_path: Path, cache_dir: Path, bad_line: str,
+                                                           problem: str):
+    data = bad_pawsx_tree(tmp_path / "data", bad_line)
     out = xorder_cli("run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "target.source=xtreme",
                                             f"data_root={data}"), cwd=tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
     errors = [line for line in out.stderr.splitlines() if line.startswith("xorder: error:")]
-    assert errors == [f"xorder: error: {data}/pawsx/train-en.tsv: row 7: column 'label': label 'paraphrase' is not a "
-                      "class number (map names to ids with labels: {name: id})"]
+    assert errors == [f"xorder: error: {data}/pawsx/train-en.tsv: {problem}"]
     assert not list((tmp_path / "results").glob("**/metrics.json"))
 
 
