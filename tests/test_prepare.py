@@ -10,6 +10,7 @@ import pytest
 from conftest import compose, demo_overrides, xorder_cli
 from test_sources import bad_pawsx_tree, write_hub_dir
 from xorder import prepare
+from xorder.registry import expand
 from xorder.errors import XorderError
 from xorder.plan import plan, to_typed
 
@@ -32,14 +33,22 @@ def write_corpus(root: Path, languages: list[str], rows: int) -> Path:
 
 
 def test_expand_uses_hydras_sweeper_and_refuses_a_sweep_without_m():
-    cells = prepare.expand(["experiment=demo", "target=pawsx,sts", "seed=range(1,3)", "task=[mnli,qqp]",
-                            "hydra/launcher=slurm", "hydra.sweep.dir=x"], multirun=True)
+    cells = expand(["-m", "experiment=demo", "target=pawsx,sts", "seed=range(1,3)", "task=[mnli,qqp]",
+                    "hydra/launcher=slurm", "hydra.sweep.dir=x"])
     assert len(cells) == 4
     assert all("task=[mnli,qqp]" in c and not any(o.startswith("hydra") for o in c) for c in cells)
     assert {(c[1], c[2]) for c in cells} == {("target=pawsx", "seed=1"), ("target=pawsx", "seed=2"),
                                              ("target=sts", "seed=1"), ("target=sts", "seed=2")}
     with pytest.raises(XorderError, match=r"'target=pawsx,sts' is a sweep: add -m"):
-        prepare.expand(["target=pawsx,sts"], multirun=False)
+        expand(["target=pawsx,sts"])
+
+
+def test_expand_reads_the_sweeps_of_presets_and_lets_the_command_line_win():
+    grid = expand(["-m", "experiment=demo_grid"])
+    assert len(grid) == 16  # 2 orders x 2 tasks x 2 targets x 2 seeds
+    assert len({tuple(sorted(c)) for c in grid}) == 16
+    narrowed = expand(["-m", "experiment=demo_grid", "seed=5"])
+    assert len(narrowed) == 8 and all("seed=5" in c for c in narrowed)
 
 
 def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch: pytest.MonkeyPatch):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from xorder.errors import XorderError
+from xorder.registry import expand
 
 USAGE = "usage: xorder prepare [-m] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands sweeps)"
 _CHECK = "--check-offline"  # internal: the child process that loads everything with the network off
@@ -69,12 +70,10 @@ def main(args: list[str]) -> int:
         return 0
     if args and args[0] == _CHECK:
         return _check_offline(json.loads(args[1]))
-    multirun = any(a in ("-m", "--multirun") for a in args)
-    overrides = [a for a in args if a not in ("-m", "--multirun")]
-    unknown = [a for a in overrides if a.startswith("-")]
+    unknown = [a for a in args if a.startswith("-") and a not in ("-m", "--multirun")]
     if unknown:
         raise XorderError(f"prepare does not take {unknown[0]!r}; {USAGE[7:]}")
-    cells = expand(overrides, multirun)
+    cells = expand(args)
     models, data = collect(cells)
     started = time.time()
     mode = "checking the caches (offline)" if _offline() else "fetching"
@@ -91,25 +90,6 @@ def main(args: list[str]) -> int:
           f"split(s) load without the network [{time.time() - started:.0f}s]")
     print(compute_node_settings(cells, data))
     return 0
-
-
-def expand(overrides: list[str], multirun: bool) -> list[list[str]]:
-    """The override list of every cell: Hydra's basic sweeper expands `a=x,y`, `range(...)`, `choice(...)`.
-    Overrides of Hydra itself (launcher, sweep dir) change where cells run, not what they read."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    kept = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
-    try:
-        parsed = OverridesParser.create().parse_overrides(kept)
-        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
-        if sweeps and not multirun:
-            raise XorderError(f"{sweeps[0]!r} is a sweep: add -m to prepare every cell of the grid")
-        batches = BasicSweeper.split_arguments(parsed, None)
-    except HydraException as err:
-        raise XorderError(" ".join(str(err).split())) from err
-    return [cell for batch in batches for cell in batch]
 
 
 def _typed(overrides: list[str]) -> Any:
@@ -137,32 +117,11 @@ def collect(cells: list[list[str]]) -> tuple[list[ModelNeed], list[DataNeed]]:
 
 
 def stage_needs(stage: Any, cache_dir: str, synthetic_examples: int) -> Iterator[DataNeed]:
-    """What `data.stage.prepare` reads for one stage: each component's train split in its languages, then the
-    dev split of intermediate stages, or every other split of the target in its evaluation languages."""
-    from xorder.data.sources import splits_of
+    """What `data.stage.prepare` reads for one stage, in the same walk (`data.stage.reads`)."""
+    from xorder.data.stage import reads
 
-    for comp in stage.components:
-        task = comp.task
-
-        def need(role: str, lang: str, cap: int | None = None) -> DataNeed:
-            return DataNeed(task, comp.source_name, comp.source, role, lang, cap, cache_dir, synthetic_examples)
-
-        for lang in comp.languages:
-            yield need("train", lang, comp.max_examples)
-        splits = splits_of(comp.source)
-        roles = [r for r in splits if r != "train"] if stage.is_target else ["dev"]
-        for role in roles:
-            split = splits.get(role)
-            if split is None or split.split is None:
-                continue
-            if not stage.is_target:
-                languages = list(comp.languages)
-            elif split.languages is not None:
-                languages = list(split.languages)
-            else:
-                languages = list(task.languages)
-            for lang in languages:
-                yield need(role, lang)
+    for comp, role, lang, cap in reads(stage):
+        yield DataNeed(comp.task, comp.source_name, comp.source, role, lang, cap, cache_dir, synthetic_examples)
 
 
 def validate(cfg: Any, stages: list[Any] | None = None) -> int:

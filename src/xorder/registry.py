@@ -41,22 +41,28 @@ def compose(overrides: list[str] | None = None, hydra_config: bool = False) -> D
 
 
 def expand(args: list[str]) -> list[list[str]]:
-    """The override lists of every cell that `xorder run -m ARGS` would run: sweeps on the command line
-    (a,b,c / range / glob) and the `hydra.sweeper.params` of presets, expanded as Hydra's basic sweeper does."""
+    """The override lists of every cell that `xorder run ARGS` would run. With -m: sweeps on the command line
+    (a,b,c / range / glob) and the `hydra.sweeper.params` of presets, expanded as Hydra's basic sweeper does.
+    Overrides of Hydra itself (launcher, sweep dir) change where cells run, not what they are: left out."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    kept = [a for a in args if a not in ("-m", "--multirun") and not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     parser = OverridesParser.create()
     try:
-        first = BasicSweeper.split_arguments(parser.parse_overrides([a for a in args if a not in ("-m", "--multirun")]),
-                                             None)
+        parsed = parser.parse_overrides(kept)
+        sweeps = [o.input_line for o in parsed if o.is_sweep_override()]
+        if sweeps and not multirun:
+            raise XorderError(f"{sweeps[0]!r} is a sweep: add -m to cover every cell of the grid")
+        if not multirun:
+            return [kept]
         cells: list[list[str]] = []
-        for overrides in first[0] if first else [[]]:
-            sweep_hydra = compose_hydra(overrides).hydra.sweeper.get("params") or {}
-            params = [f"{key}={value}" for key, value in sweep_hydra.items()]
+        for overrides in [c for batch in BasicSweeper.split_arguments(parsed, None) for c in batch] or [[]]:
+            swept = compose_hydra(overrides).hydra.sweeper.get("params") or {}
             given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
-            params = [p for p in params if p.split("=", 1)[0] not in given]  # the command line wins
+            params = [f"{key}={value}" for key, value in swept.items() if key not in given]  # the command line wins
             if not params:
                 cells.append(list(overrides))
                 continue

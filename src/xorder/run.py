@@ -20,6 +20,7 @@ from xorder.data.stage import DataSettings, prepare
 from xorder.evaluate import EvalResult, primary, select
 from xorder.model import MultiTaskModel, load_backbone, load_tokenizer, resolve_path, save_backbone
 from xorder.plan import StageSpec, plan, to_typed
+from xorder.prepare import validate
 from xorder.stages import StageCache
 from xorder.train import load_best, mixed_precision, train_stage
 
@@ -79,6 +80,8 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     tokenizer = load_tokenizer(base, cfg.model.revision)
     cache = StageCache(Path(cache_dir) / "stages", accelerator)
     log.info("cell %s: %s", records.cell_path(dcfg), " -> ".join(f"{s.name}[{s.hash[:8]}]" for s in stages))
+    with accelerator.main_process_first():  # every file of every stage still to train is checked before any trains
+        validate(cfg, [s for s in stages if not cache.is_complete(s)])
 
     source, revision = base, cfg.model.revision
     entries = []

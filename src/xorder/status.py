@@ -55,7 +55,7 @@ def cell_status(overrides: list[str]) -> CellStatus:
 
 
 def main(args: list[str]) -> int:
-    cells = registry.expand(args) if ("-m" in args or "--multirun" in args) else [list(args)]
+    cells = registry.expand(args)
     statuses = [cell_status(overrides) for overrides in cells]
     unique = {s.path: s for s in statuses}  # cells that are one and the same record count once
     width = max(len(p) for p in unique)

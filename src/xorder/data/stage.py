@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from xorder.config import TaskConfig
 from xorder.data.encode import encode, fingerprint
@@ -94,32 +94,48 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
     return StageData(train_sets, evals, label_names)
 
 
-def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: Any, settings: DataSettings,
-               max_length: int) -> list[EvalSet]:
-    task = comp.task
-    if stage.is_target:
-        splits = [role for role in splits_of(comp.source) if role != "train"]
-        cap = None
-    else:
-        splits, cap = ["dev"], stage.hparams["eval_examples"]
+def eval_reads(stage: StageSpec, comp: Component) -> list[tuple[str, str]]:
+    """(split, language) of every evaluation set of a component: the dev split in the component's languages
+    for intermediate stages; every split but train for the target, in its evaluation languages (or the
+    split's own, as STS 2017's language pairs)."""
     out = []
-    for split in splits:
-        view = splits_of(comp.source)[split]
-        if view.split is None:
+    splits = splits_of(comp.source)
+    for role in ([r for r in splits if r != "train"] if stage.is_target else ["dev"]):
+        split = splits.get(role)
+        if split is None or split.split is None:
             continue
         if not stage.is_target:
             languages = list(comp.languages)
-        elif view.languages is not None:
-            languages = list(view.languages)
+        elif split.languages is not None:
+            languages = list(split.languages)
         else:
-            languages = list(task.languages)
-        for lang in languages:
-            loaded = _load(comp, task, split, lang, settings)
-            if loaded is None:
-                continue
-            rows = _subset(loaded.rows, cap, f"{task.name}/{split}/{lang}")
-            fp = fingerprint(f"{loaded.fingerprint}:{len(rows)}", task, tokenizer, max_length, False, names)
-            features = encode(rows, task, tokenizer, max_length, train=False, label_names=names, fingerprint=fp,
-                              cache_dir=settings.cache_dir)
-            out.append(EvalSet(comp.head, task, split, lang, rows, features, names))
+            languages = list(comp.task.languages)
+        out += [(role, lang) for lang in languages]
+    return out
+
+
+def reads(stage: StageSpec) -> Iterator[tuple[Component, str, str, int | None]]:
+    """Every (component, split, language, row cap) the stage reads: what `prepare` loads and what
+    `xorder prepare` fetches and validates ahead of time."""
+    for comp in stage.components:
+        for lang in comp.languages:
+            yield comp, "train", lang, comp.max_examples
+        for role, lang in eval_reads(stage, comp):
+            yield comp, role, lang, None
+
+
+def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: Any, settings: DataSettings,
+               max_length: int) -> list[EvalSet]:
+    task = comp.task
+    cap = None if stage.is_target else stage.hparams["eval_examples"]
+    out = []
+    for split, lang in eval_reads(stage, comp):
+        loaded = _load(comp, task, split, lang, settings)
+        if loaded is None:
+            continue
+        rows = _subset(loaded.rows, cap, f"{task.name}/{split}/{lang}")
+        fp = fingerprint(f"{loaded.fingerprint}:{len(rows)}", task, tokenizer, max_length, False, names)
+        features = encode(rows, task, tokenizer, max_length, train=False, label_names=names, fingerprint=fp,
+                          cache_dir=settings.cache_dir)
+        out.append(EvalSet(comp.head, task, split, lang, rows, features, names))
     return out
