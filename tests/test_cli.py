@@ -15,7 +15,7 @@ def test_help_lists_commands_without_heavy_imports():
             "print(sorted(m for m in ('torch', 'hydra', 'transformers', 'datasets') if m in sys.modules)); sys.exit(rc)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0
-    for command in ("run", "tasks"):
+    for command in ("run", "prepare", "status", "report", "tasks"):
         assert f"  {command} " in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"  # --help imports none of the heavy libraries
 

@@ -45,9 +45,9 @@ def test_expand_uses_hydras_sweeper_and_refuses_a_sweep_without_m():
 
 def test_expand_reads_the_sweeps_of_presets_and_lets_the_command_line_win():
     grid = expand(["-m", "experiment=demo_grid"])
-    assert len(grid) == 16  # 2 orders x 2 tasks x 2 targets x 2 seeds
-    assert len({tuple(sorted(c)) for c in grid}) == 16
-    narrowed = expand(["-m", "experiment=demo_grid", "seed=5"])
+    assert len(grid) == 24  # 3 orders x 2 tasks x 2 targets x 2 seeds
+    assert len({tuple(sorted(c)) for c in grid}) == 24
+    narrowed = expand(["-m", "experiment=demo_grid", "seed=5", "order=english_first,multilingual_first"])
     assert len(narrowed) == 8 and all("seed=5" in c for c in narrowed)
 
 

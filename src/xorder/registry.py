@@ -102,7 +102,11 @@ def describe(args: list[str]) -> str:
     cfg = compose([f"task=[{','.join(options('task'))}]", *args])
     lines = ["intermediate tasks (task=NAME, several as task=[a,b]; * marks the default source):"]
     for name, spec in cfg.task.items():
-        lines.append(_task_line(name, spec, "translations: " + _names(spec.translations, spec.default_translation_source)))
+        default = spec.translations.get(spec.default_translation_source) if spec.default_translation_source else None
+        translated = "" if default is None else f" [{' '.join(default.languages) if default.languages else 'any'}]"
+        extra = f"languages: {spec.train_language}; translations: " \
+                f"{_names(spec.translations, spec.default_translation_source)}{translated}"
+        lines.append(_task_line(name, spec, extra))
     lines += ["", "targets (target=NAME; English training, evaluated per language):"]
     for name in options("target"):
         spec = compose([f"target={name}", *args]).target
