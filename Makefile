@@ -23,15 +23,17 @@ test: $(STAMP)
 
 install: $(STAMP)
 
-# torch goes in before anything that depends on it, or pip pulls a multi-GB CUDA build onto CPU machines:
-# a local CPU wheel if pip has one, else PyTorch's CPU index, else (with a GPU) the default build.
+# torch goes in before anything that depends on it, or pip pulls a multi-GB CUDA build onto CPU machines.
+# With a GPU: the default build. Without: a CPU wheel that pip's --find-links already holds (then its
+# dependencies from the index), else the CPU build from PyTorch's own index.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || { \
 	  if command -v nvidia-smi >/dev/null 2>&1; then $(BIN)/python -m pip install -q torch; \
-	  else $(BIN)/python -m pip install -q --no-index "torch==$(TORCH_VERSION)" 2>/dev/null \
-	    || $(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; fi; }
+	  elif $(BIN)/python -m pip install -q --no-index --no-deps "torch==$(TORCH_VERSION)" 2>/dev/null; then \
+	    $(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)"; \
+	  else $(BIN)/python -m pip install -q "torch==$(TORCH_VERSION)" --index-url https://download.pytorch.org/whl/cpu; fi; }
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 

@@ -74,7 +74,9 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     if not accelerator.is_main_process:
         log.setLevel(logging.WARNING)
     if cfg.trainer.trackers:
-        accelerator.init_trackers("xorder", config=_flat(records.science_config(dcfg)))
+        flat = records.flatten(records.science_config(dcfg))  # trackers take scalars only
+        accelerator.init_trackers("xorder", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                                                    for k, v in flat.items()})
     cache_dir = str(Path(cfg.cache_dir).expanduser())
     base = resolve_path(cfg.model, cache_dir)
     tokenizer = load_tokenizer(base, cfg.model.revision)
@@ -241,15 +243,6 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{commit}-dirty" if dirty else commit
-
-
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: obj if isinstance(obj, (int, float, str, bool)) else str(obj)}
 
 
 def summary_table(metrics: dict[str, Any]) -> str:
