@@ -17,7 +17,7 @@ from xorder.errors import XorderError
 from xorder.registry import resolved_source
 
 # Bump when a change to the training code changes what a stage computes: old cache entries then miss.
-STAGE_FORMAT = 1
+STAGE_FORMAT = 2
 MLM = "mlm"
 
 

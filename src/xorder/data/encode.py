@@ -165,8 +165,12 @@ def _tagging(batch: dict[str, list], tokenizer: Any, max_length: int, label_name
 
 
 def _mlm(batch: dict[str, list], tokenizer: Any, max_length: int, **_: Any) -> dict[str, Any]:
-    enc = dict(tokenizer(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True))
-    return _finish(enc, batch["row"])
+    """Long documents (Wikipedia articles) become consecutive windows of max_length tokens, not one truncated
+    window: every token of the capped corpus is trained on."""
+    enc = tokenizer(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True,
+                    return_overflowing_tokens=True)
+    rows = [batch["row"][i] for i in enc.pop("overflow_to_sample_mapping")]
+    return _finish(dict(enc), rows)
 
 
 _ENCODERS = {
