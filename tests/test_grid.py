@@ -129,3 +129,14 @@ def test_one_cell_on_two_processes_writes_one_record(cache_dir: Path, tmp_path: 
     summary = json.loads((cache / "stages" / metrics["stages"][-1]["hash"] / "summary.json").read_text())
     assert summary["processes"] == 2
     assert not list(results.glob("**/" + records.PREDICTIONS + ".*"))  # no stray temporary files
+
+
+def test_cells_that_differ_only_in_an_unused_axis_share_one_record(cache_dir: Path, tmp_path: Path):
+    """The baseline does not depend on the task: a grid over tasks runs it once, and reruns stay clean."""
+    results = tmp_path / "results"
+    args = demo_overrides(cache_dir, results, *FAST, "order=none", "task=mnli,squad")
+    for _ in range(2):
+        out = xorder_cli("run", "-m", *args, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-2000:]
+    assert list(metrics_files(results)) == ["pawsx/none/none/-/tiny/seed1"]
+    assert not list(results.glob("**/" + records.ERROR))

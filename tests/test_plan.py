@@ -90,3 +90,20 @@ def test_mlm_stage_reads_text_in_the_targets_languages():
     assert multilingual.languages == ["de", "es", "fr", "it", "ja", "ko", "nl", "pl", "pt", "ru", "zh"]
     with pytest.raises(XorderError, match="multilingual.languages"):
         stages("order=english_first", "multilingual=mlm", "multilingual.languages=null")
+
+
+def test_record_axes_drop_what_the_order_does_not_use():
+    from xorder.records import cell_path, config_hash
+
+    assert cell_path(compose("order=none", "task=squad")) == "pawsx/none/none/-/xlmr_large/seed1"
+    assert cell_path(compose("order=english_only", "multilingual=mlm")) == "pawsx/english_only/mnli/-/xlmr_large/seed1"
+    mlm_only = cell_path(compose("order=multilingual_only", "multilingual=mlm", "task=qqp"))
+    assert mlm_only == "pawsx/multilingual_only/none/mlm/xlmr_large/seed1"  # MLM text does not depend on the task
+    assert config_hash(compose("order=none", "task=squad")) == config_hash(compose("order=none", "task=mnli"))
+    assert config_hash(compose("order=none", "seed=2")) != config_hash(compose("order=none"))
+
+
+def test_processes_enter_every_stage_hash():
+    one = [s.hash for s in plan(compose("data.source=synthetic"), processes=1)]
+    four = [s.hash for s in plan(compose("data.source=synthetic"), processes=4)]
+    assert all(a != b for a, b in zip(one, four))  # batch_size is per process: 4 processes, 4x the batch

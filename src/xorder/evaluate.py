@@ -84,50 +84,56 @@ def predict(model: Any, evalset: EvalSet, accelerator: Any, seed: int = 0) -> Ev
     kind = evalset.task.kind
     model.eval()
     devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    rows_all, preds_all, correct, total = [], [], 0, 0
+    index_all, preds_all, correct, total = [], [], 0, 0
     with torch.random.fork_rng(devices=devices):  # MLM masking draws random numbers: keep training's stream intact
         torch.manual_seed(seed)
         for batch in evalset.loader:
-            rows = batch.pop("row")
+            batch.pop("row")
+            index = batch.pop("feature")  # position in evalset.features (QA and MLM have several per example)
             loss, outputs = model(evalset.head, batch)
             if kind == "mlm":
                 labels = batch["labels"][batch["labels"] != -100]
-                hits = accelerator.gather_for_metrics(torch.stack([(outputs.argmax(-1) == labels).sum(), labels.new_tensor(labels.numel())]).unsqueeze(0))
-                correct += int(hits[:, 0].sum())
-                total += int(hits[:, 1].sum())
+                counts = torch.stack([(outputs.argmax(-1) == labels).sum(), labels.new_tensor(labels.numel())])
+                counts = accelerator.reduce(counts, reduction="sum")
+                correct, total = correct + int(counts[0]), total + int(counts[1])
                 continue
             preds = _batch_outputs(kind, outputs, batch)
             if kind == "tagging":
                 preds = accelerator.pad_across_processes(preds, dim=1, pad_index=-100)
-            rows, preds = accelerator.gather_for_metrics((rows, preds))
-            rows_all.append(rows.cpu())
+            index, preds = accelerator.gather_for_metrics((index, preds))
+            index_all.append(index.cpu())
             preds_all.append(preds.cpu())
     model.train()
     if kind == "mlm":
-        return EvalResult(evalset.head, evalset.split, evalset.language, {"accuracy": 100.0 * correct / max(total, 1)})
-    return _score(evalset, torch.cat(rows_all), preds_all)
+        value = 100.0 * correct / total if total else None  # no masked token: no score, not zero
+        return EvalResult(evalset.head, evalset.split, evalset.language, {} if value is None else {"accuracy": value})
+    return _score(evalset, torch.cat(index_all), preds_all)
 
 
-def _score(evalset: EvalSet, rows: torch.Tensor, preds: list[torch.Tensor]) -> EvalResult:
+def _score(evalset: EvalSet, index: torch.Tensor, preds: list[torch.Tensor]) -> EvalResult:
+    """Predictions by feature -> metrics by example. Each feature is counted once (processes may have padded
+    with repeats), and every example must have been predicted."""
     kind, task, examples = evalset.task.kind, evalset.task, evalset.examples
     ids = [e["id"] for e in examples]
+    width = max(p.shape[1] for p in preds) if kind == "tagging" else 0
     if kind == "tagging":
-        width = max(p.shape[1] for p in preds)
-        flat = torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1]), value=-100) for p in preds])
-        gold_rows = evalset.features.select(rows.tolist())["labels"]
+        preds = [torch.nn.functional.pad(p, (0, width - p.shape[1]), value=-100) for p in preds]
+    features, first = np.unique(index.numpy(), return_index=True)
+    flat = torch.cat(preds)[torch.from_numpy(first)]
+    chosen = evalset.features.select(features.tolist())
+    example_rows = [int(r) for r in chosen["row"]]
+    if len(set(example_rows)) != len(examples):
+        raise RuntimeError(f"{evalset.key}: predictions for {len(set(example_rows))} of {len(examples)} examples")
+    if kind == "tagging":
         gold, pred = [], []
-        for labels, predicted in zip(gold_rows, flat.tolist()):
+        for labels, predicted in zip(chosen["labels"], flat.tolist()):
             pairs = [(g, q) for g, q in zip(labels, predicted) if g != -100]
             gold += [g for g, _ in pairs]
             pred += [q for _, q in pairs]
         return EvalResult(evalset.head, evalset.split, evalset.language, metrics.compute(kind, task.metrics, gold, pred))
-    flat = torch.cat(preds)
     if kind == "extractive_qa":
-        feature_rows = evalset.features.select(rows.tolist())
         best: dict[int, tuple[float, str]] = {}
-        for feature, (start, end, score) in zip(feature_rows, flat.tolist()):
-            example = int(feature["row"])
-            offsets = feature["offset_mapping"]
+        for example, offsets, (start, end, score) in zip(example_rows, chosen["offset_mapping"], flat.tolist()):
             context = examples[example]["context"]
             text = context[offsets[int(start)][0] : offsets[int(end)][1]] if offsets[int(start)][0] >= 0 else ""
             if example not in best or score > best[example][0]:
@@ -138,14 +144,11 @@ def _score(evalset: EvalSet, rows: torch.Tensor, preds: list[torch.Tensor]) -> E
         result = metrics.compute(kind, task.metrics, gold, pred)
         return EvalResult(evalset.head, evalset.split, evalset.language, result, [ids[i] for i in order],
                           ["|".join(g) for g in gold], pred)
-    example_rows, first = np.unique(rows.numpy(), return_index=True)  # sorted, each example once
-    if len(example_rows) != len(examples):
-        raise RuntimeError(f"{evalset.key}: predictions for {len(example_rows)} of {len(examples)} examples")
-    values = flat.numpy()[first].tolist()
-    example_rows = example_rows.tolist()
+    values = flat.numpy().tolist()  # one feature per example, in example order
     gold = [examples[i]["label"] for i in example_rows]
     result = metrics.compute(kind, task.metrics, gold, values)
-    return EvalResult(evalset.head, evalset.split, evalset.language, result, [ids[i] for i in example_rows], gold, values)
+    return EvalResult(evalset.head, evalset.split, evalset.language, result, [ids[i] for i in example_rows], gold,
+                      values)
 
 
 def primary(task: TaskConfig) -> str:

@@ -56,10 +56,12 @@ def load_backbone(path: str, revision: str | None = None) -> nn.Module:
 
     _quiet()
     try:
+        # fp32 master weights whatever the checkpoint's storage dtype (transformers 5 defaults to "auto");
+        # mixed precision comes from the Accelerator
         try:
-            return AutoModelForMaskedLM.from_pretrained(path, revision=revision)
+            return AutoModelForMaskedLM.from_pretrained(path, revision=revision, dtype=torch.float32)
         except ValueError:  # an architecture without a masked-LM class
-            return AutoModel.from_pretrained(path, revision=revision)
+            return AutoModel.from_pretrained(path, revision=revision, dtype=torch.float32)
     except OSError as err:
         raise _load_error(path, err) from err
 

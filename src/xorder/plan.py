@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,9 +74,16 @@ def base_identity(cfg: XorderConfig) -> str:
     return _digest({"model": model.path, "revision": model.revision, "builtin": version})
 
 
-def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig) -> dict[str, Any]:
+def world_size() -> int:
+    """Processes of this launch (torchrun and accelerate launch set WORLD_SIZE): batch_size is per process,
+    so the effective batch, hence the stage, depends on it."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1) -> dict[str, Any]:
     """The hyperparameters that shape a stage's weights (logging and checkpoint cadence excluded)."""
     return {
+        "processes": processes,
         "precision": trainer.precision,
         "lr": phase.lr if phase.lr is not None else trainer.lr,
         "weight_decay": trainer.weight_decay,
@@ -151,9 +159,10 @@ def _target(cfg: XorderConfig) -> Component:
     return Component(spec, "target", src, spec.sources[src], (spec.train_language,))
 
 
-def plan(cfg: DictConfig | XorderConfig) -> list[StageSpec]:
-    """The stages of the cell in training order, the target last."""
+def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[StageSpec]:
+    """The stages of the cell in training order, the target last; `processes` defaults to this launch's."""
     cfg = to_typed(cfg)
+    processes = world_size() if processes is None else processes
     if cfg.order.stages and not cfg.task:
         raise XorderError(f"order={cfg.order.name} needs at least one intermediate task (task=NAME)")
     builders = {
@@ -170,7 +179,7 @@ def plan(cfg: DictConfig | XorderConfig) -> list[StageSpec]:
             comps, phase = builders[name]()
         else:
             raise XorderError(f"order {cfg.order.name!r} names an unknown stage {name!r} (valid: {', '.join(builders)})")
-        stage = StageSpec(index, name, tuple(comps), stage_hparams(cfg.trainer, phase), cfg.seed, parent)
+        stage = StageSpec(index, name, tuple(comps), stage_hparams(cfg.trainer, phase, processes), cfg.seed, parent)
         stage = StageSpec(**{**stage.__dict__, "hash": stage_hash(stage, cfg)})
         stages.append(stage)
         parent = stage.hash

@@ -72,27 +72,30 @@ _NOT_SCIENCE = ("results_dir", "cache_dir", "force", "hydra")
 _NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size")
 
 
-def uses_tasks(order_stages: list[str]) -> bool:
-    return len(order_stages) > 0
+def uses_tasks(cfg: DictConfig) -> bool:
+    """Whether the cell's numbers depend on its intermediate tasks: not for the baseline, nor for an MLM-only
+    multilingual stage (its text does not depend on the task)."""
+    stages = list(cfg.order.stages)
+    return any(s in ("english", "joint") for s in stages) or (
+        "multilingual" in stages and cfg.multilingual.kind != "mlm")
 
 
-def uses_multilingual(order_stages: list[str]) -> bool:
-    return any(stage in ("multilingual", "joint") for stage in order_stages)
+def uses_multilingual(cfg: DictConfig) -> bool:
+    return any(stage in ("multilingual", "joint") for stage in cfg.order.stages)
 
 
 def task_names(cfg: DictConfig) -> list[str]:
     """The intermediate tasks that a cell trains on (sorted: a multi-task stage has no task order)."""
-    return sorted(cfg.task.keys()) if uses_tasks(list(cfg.order.stages)) else []
+    return sorted(cfg.task.keys()) if uses_tasks(cfg) else []
 
 
 def axes(cfg: DictConfig) -> dict[str, Any]:
     """The study axes of a cell; an axis that the order does not use is '-' so equal cells share a record."""
-    stages = list(cfg.order.stages)
     return {
         "target": cfg.target.name,
         "order": cfg.order.name,
         "tasks": task_names(cfg),
-        "multilingual": cfg.multilingual.name if uses_multilingual(stages) else NOT_APPLICABLE,
+        "multilingual": cfg.multilingual.name if uses_multilingual(cfg) else NOT_APPLICABLE,
         "model": cfg.model.name,
         "seed": int(cfg.seed),
     }
@@ -125,7 +128,16 @@ def science_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    return _digest(science_config(cfg))
+    """What a record's numbers depend on: the content hashes of the cell's stages (base model, data,
+    hyperparameters, seed, processes; the target's evaluation sets). Cells that differ only in an axis
+    the order does not use (the task of the baseline) have the same hash and share one record."""
+    from xorder.plan import plan
+
+    return stages_hash(plan(cfg))
+
+
+def stages_hash(stages: list[Any]) -> str:
+    return _digest([stage.hash for stage in stages])
 
 
 def _digest(obj: Any) -> str:

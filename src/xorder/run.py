@@ -22,7 +22,7 @@ from xorder.model import MultiTaskModel, load_backbone, load_tokenizer, resolve_
 from xorder.plan import StageSpec, plan, to_typed
 from xorder.prepare import validate
 from xorder.stages import StageCache
-from xorder.train import load_best, mixed_precision, train_stage
+from xorder.train import best_backbone, mixed_precision, train_stage
 
 log = logging.getLogger("xorder")
 EVALS = "evals"
@@ -69,8 +69,8 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     quiet_libraries()
     cfg = to_typed(dcfg)
-    stages = plan(cfg)
     accelerator = build_accelerator(cfg, record_dir)
+    stages = plan(cfg, accelerator.num_processes)
     if not accelerator.is_main_process:
         log.setLevel(logging.WARNING)
     if cfg.trainer.trackers:
@@ -108,7 +108,7 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         "scores": {name: sel["scores"] for name, sel in chosen.items()},
         "selected_steps": {name: sel["steps"] for name, sel in chosen.items()},
         "stages": entries,
-        "provenance": _provenance(dcfg, accelerator, started),
+        "provenance": _provenance(accelerator, started, records.stages_hash(stages)),
     }
     if accelerator.is_main_process:
         _write_record(Path(record_dir), dcfg, metrics, cache.path(target) / EVALS, chosen)
@@ -140,12 +140,12 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
     state = train_stage(stage, data, model, tokenizer, accelerator, work, score_of=score_of, on_eval=on_eval,
                         keep_best=keep_best, save_every=trainer.save_every, log_every=trainer.log_every,
                         eval_batch_size=trainer.eval_batch_size, num_workers=trainer.num_workers)
-    unwrapped = accelerator.unwrap_model(model)
     if not stage.is_target:
+        state_dict = accelerator.get_state_dict(model)  # every rank: FSDP gathers shards here
         if keep_best and (work / "state" / "best").exists():
-            load_best(unwrapped, work / "state" / "best")
+            state_dict = best_backbone(work / "state" / "best")
         if accelerator.is_main_process:
-            save_backbone(unwrapped, tokenizer, work / "model")
+            save_backbone(accelerator.unwrap_model(model), tokenizer, work / "model", state_dict)
     accelerator.free_memory()
     return {
         "name": stage.name, "hash": stage.hash, "tasks": sorted(stage.heads), "languages": stage.languages,
@@ -153,12 +153,19 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
         "examples": state.examples, "best_step": state.best_step, "best_score": state.best_score,
         "stopped_early": state.stopped_early, "hparams": hp, "history": state.history,
         "label_names": data.label_names, "processes": accelerator.num_processes,
+        "precision": accelerator.mixed_precision,
     }
 
 
 def _mean_primary(results: list[EvalResult]) -> float | None:
-    values = [r.metrics[next(iter(r.metrics))] for r in results]
-    return sum(values) / len(values) if values else None
+    """An intermediate stage's validation score: each head's primary metric averaged over its dev sets,
+    then over heads, so eleven MLM languages do not outvote one task."""
+    by_head: dict[str, list[float]] = {}
+    for r in results:
+        if r.metrics:
+            by_head.setdefault(r.head, []).append(r.metrics[next(iter(r.metrics))])
+    means = [sum(v) / len(v) for v in by_head.values()]
+    return sum(means) / len(means) if means else None
 
 
 def _target_score(stage: StageSpec, train_language: str):
@@ -214,7 +221,7 @@ def _write_record(record_dir: Path, dcfg: DictConfig, metrics: dict[str, Any], e
     records.write_json(record_dir / records.METRICS, metrics)
 
 
-def _provenance(dcfg: DictConfig, accelerator: Any, started: datetime) -> dict[str, Any]:
+def _provenance(accelerator: Any, started: datetime, config_hash: str) -> dict[str, Any]:
     import torch
     import transformers
 
@@ -229,7 +236,7 @@ def _provenance(dcfg: DictConfig, accelerator: Any, started: datetime) -> dict[s
         "precision": accelerator.mixed_precision,
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config_hash": records.config_hash(dcfg),
+        "config_hash": config_hash,
     }
 
 

@@ -34,10 +34,20 @@ class StageCache:
     def summary(self, stage: StageSpec) -> dict[str, Any]:
         return json.loads((self.path(stage) / SUMMARY).read_text())
 
+    def _agreed(self, stage: StageSpec) -> bool:
+        """Whether the stage is complete, as the main process sees it: every rank takes the same branch even
+        if another job writes the marker between two ranks' looks."""
+        complete = [self.is_complete(stage)]
+        if self.accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            broadcast_object_list(complete, from_process=0)
+        return complete[0]
+
     def obtain(self, stage: StageSpec, train: Callable[[Path], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
         """The stage's summary and whether it was reused; trains it (all processes) when not cached.
         Only the main process takes the lock; the others wait for it at a barrier."""
-        if self.is_complete(stage):
+        if self._agreed(stage):
             return self.summary(stage), True
         work = self.path(stage)
         acc = self.accelerator
@@ -48,7 +58,7 @@ class StageCache:
         lock = FileLock(str(work) + ".lock") if acc.is_main_process else contextlib.nullcontext()
         with lock:
             acc.wait_for_everyone()
-            if self.is_complete(stage):  # another job finished it while this one waited
+            if self._agreed(stage):  # another job finished it while this one waited
                 log.info("stage %s [%s]: trained by another job meanwhile, reusing it", stage.name, stage.hash[:8])
                 return self.summary(stage), True
             summary = train(work)

@@ -128,7 +128,7 @@ def train_stage(
     resumed = state is not None
     state = state or LoopState()
 
-    samplers = {ts.name: LengthGroupedBatchSampler(ts.features["length"], hp["batch_size"], stage.seed,
+    samplers = {ts.name: LengthGroupedBatchSampler(list(ts.features["length"]), hp["batch_size"], stage.seed,
                                                    hp["group_by_length"]) for ts in data.train}
     loaders = {
         ts.name: DataLoader(ts.features, batch_sampler=samplers[ts.name], num_workers=num_workers,
@@ -139,15 +139,15 @@ def train_stage(
     for ev in data.evals:
         ev.loader = DataLoader(
             ev.features, num_workers=num_workers,
-            batch_sampler=LengthGroupedBatchSampler(ev.features["length"], eval_batch_size, 0, shuffle=False),
+            batch_sampler=LengthGroupedBatchSampler(list(ev.features["length"]), eval_batch_size, 0, shuffle=False),
             collate_fn=Collator(ev.task.kind, tokenizer, data_mlm_probability(data, ev.head)),
             generator=_own_generator(0),
         )
     accelerator.gradient_accumulation_steps = hp["grad_accum"]
     if accelerator.ddp_handler is not None:  # only a multi-task stage leaves heads idle in a batch
         accelerator.ddp_handler.find_unused_parameters = len({ts.head for ts in data.train}) > 1
-    optimizer = _optimizer(model, hp)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model = accelerator.prepare(model)  # before the optimizer sees its parameters, as FSDP needs
+    optimizer = accelerator.prepare(_optimizer(model, hp))
     prepared = accelerator.prepare(*loaders.values(), *[ev.loader for ev in data.evals])
     prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
     loaders = dict(zip(loaders, prepared[: len(loaders)]))
@@ -267,10 +267,9 @@ def _save_best(model: torch.nn.Module, accelerator: Any, path: Path) -> None:
     accelerator.wait_for_everyone()
 
 
-def load_best(model: torch.nn.Module, path: Path) -> None:
-    state_dict = torch.load(path / "backbone.pt", map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    assert not unexpected, unexpected
+def best_backbone(path: Path) -> dict[str, torch.Tensor]:
+    """The backbone weights saved at the best evaluation (keys start with 'backbone.')."""
+    return torch.load(path / "backbone.pt", map_location="cpu", weights_only=True)
 
 
 def _swap(tmp: Path, path: Path) -> None:
@@ -290,6 +289,7 @@ def _save_checkpoint(accelerator: Any, scheduler: Any, state: LoopState, state_d
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()  # every rank's RNG state is in tmp before it is renamed
     if accelerator.is_main_process:
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / LOOP_STATE).write_text(json.dumps(asdict(state)))

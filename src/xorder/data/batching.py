@@ -74,6 +74,8 @@ class Collator:
             if self.kind == "regression":
                 batch["labels"] = batch["labels"].float()
         batch["row"] = rows
+        if "feature" in features[0]:
+            batch["feature"] = torch.tensor([f["feature"] for f in features])
         return batch
 
     def _multiple_choice(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:

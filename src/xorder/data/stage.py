@@ -78,7 +78,7 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
         max_length = task.max_length or settings.max_length
         rows, fps = [], []
         for lang in comp.languages:
-            loaded = _load(comp, task, "train", lang, settings, comp.max_examples)
+            loaded = _load(comp, task, "train", lang, settings, read_cap(comp))
             if loaded is None:
                 raise XorderError(f"{task.name}: the {comp.source_name} source has no train split")
             lang_rows = _subset(loaded.rows, comp.max_examples, f"{task.name}/{lang}")
@@ -92,6 +92,13 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
         train_sets.append(TrainSet(f"{comp.head}/{comp.variant}", comp.head, task, features, comp.mlm_probability))
         evals += _eval_sets(stage, comp, names, tokenizer, settings, max_length)
     return StageData(train_sets, evals, label_names)
+
+
+def read_cap(comp: Component) -> int | None:
+    """Rows read from the source: a large text corpus is streamed up to the cap (its first documents); any
+    other source is read whole and then subsampled at random per language (`_subset`), so capped
+    translate-train data is not the same first N examples in every language."""
+    return comp.max_examples if comp.variant == "mlm" else None
 
 
 def eval_reads(stage: StageSpec, comp: Component) -> list[tuple[str, str]]:
@@ -119,7 +126,7 @@ def reads(stage: StageSpec) -> Iterator[tuple[Component, str, str, int | None]]:
     `xorder prepare` fetches and validates ahead of time."""
     for comp in stage.components:
         for lang in comp.languages:
-            yield comp, "train", lang, comp.max_examples
+            yield comp, "train", lang, read_cap(comp)
         for role, lang in eval_reads(stage, comp):
             yield comp, role, lang, None
 
@@ -137,5 +144,6 @@ def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: A
         fp = fingerprint(f"{loaded.fingerprint}:{len(rows)}", task, tokenizer, max_length, False, names)
         features = encode(rows, task, tokenizer, max_length, train=False, label_names=names, fingerprint=fp,
                           cache_dir=settings.cache_dir)
+        features = features.add_column("feature", list(range(len(features))))  # QA: several features per example
         out.append(EvalSet(comp.head, task, split, lang, rows, features, names))
     return out
