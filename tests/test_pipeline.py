@@ -117,28 +117,29 @@ def test_rerun_skips_a_complete_record_and_refuses_a_different_config(cache_dir:
     assert forced.returncode == 0 and record.stat().st_mtime_ns != before
 
 
+def kill_after_checkpoint(args: list[str], cwd: Path, cache: Path, step: int) -> int:
+    """Start `xorder run ARGS`, SIGKILL it once a stage has a checkpoint at `step` or later; that step."""
+    process = subprocess.Popen([sys.executable, "-m", "xorder", "run", *args], cwd=cwd, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        found = [p for p in cache.glob("stages/*/state/checkpoint/loop.json") if json.loads(p.read_text())["step"] >= step]
+        if found:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return json.loads(found[0].read_text())["step"]
+        time.sleep(0.2)
+    raise AssertionError("no stage reached the checkpoint before the run ended")
+
+
 def test_killed_cell_resumes_without_retraining_finished_stages(cache_dir: Path, tmp_path: Path):
     """SIGKILL during the target stage, after its first checkpoint; the rerun reuses the English stage,
     resumes the target where it was saved, and ends with the scores of an uninterrupted run."""
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     args = demo_overrides(cache, tmp_path / "results", "order=english_only", "trainer.intermediate.max_steps=20",
-                          "trainer.target.max_steps=120", "trainer.target.epochs=10", "trainer.save_every=20", "trainer.eval_every=40",
-                          "data.synthetic_examples=400")
-    process = subprocess.Popen([sys.executable, "-m", "xorder", "run", *args], cwd=tmp_path, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    checkpoint = None
-    while time.time() < deadline and process.poll() is None:
-        found = [p for p in cache.glob("stages/*/state/checkpoint/loop.json")
-                 if json.loads(p.read_text())["step"] >= 40]
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.2)
-    assert checkpoint is not None, "the target stage never reached a checkpoint"
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    saved_step = json.loads(checkpoint.read_text())["step"]
+                          "trainer.target.max_steps=120", "trainer.target.epochs=10", "trainer.save_every=20",
+                          "trainer.eval_every=40", "data.synthetic_examples=400")
+    saved_step = kill_after_checkpoint(args, tmp_path, cache, 40)
     assert not list((tmp_path / "results").glob("**/metrics.json"))  # nothing half-written
 
     rerun = xorder_cli("run", *args, cwd=tmp_path)
@@ -151,6 +152,24 @@ def test_killed_cell_resumes_without_retraining_finished_stages(cache_dir: Path,
     fresh = fresh_cache(cache_dir, tmp_path / "fresh")
     uninterrupted, _ = run_demo_cell(fresh, tmp_path / "uninterrupted", *args[3:])
     assert uninterrupted["scores"] == metrics["scores"]  # the resumed run drew exactly the same batches
+
+
+def test_killed_mlm_stage_resumes_exactly(cache_dir: Path, tmp_path: Path):
+    """The same for a masked-LM stage, whose masks are random: a resumed stage sees the very same masks."""
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    args = demo_overrides(cache, tmp_path / "results", "order=multilingual_only", "multilingual=mlm",
+                          "multilingual.languages=[de,fr]", "trainer.multilingual.max_steps=80",
+                          "trainer.multilingual.epochs=10", "trainer.target.max_steps=10", "trainer.save_every=20",
+                          "trainer.eval_every=20", "data.synthetic_examples=400")
+    kill_after_checkpoint(args, tmp_path, cache, 40)
+    assert xorder_cli("run", *args, cwd=tmp_path).returncode == 0
+    resumed = json.loads(next((tmp_path / "results").glob("**/metrics.json")).read_text())
+    fresh = fresh_cache(cache_dir, tmp_path / "fresh")
+    uninterrupted, _ = run_demo_cell(fresh, tmp_path / "uninterrupted", *args[3:])
+    mlm = resumed["stages"][0]["hash"]
+    histories = [json.loads((c / "stages" / mlm / "summary.json").read_text())["history"] for c in (cache, fresh)]
+    assert histories[0] == histories[1]  # masked-token accuracy at every evaluation, before and after the kill
+    assert uninterrupted["scores"] == resumed["scores"]
 
 
 def test_early_stopping_keeps_the_best_evaluation(cache_dir: Path, tmp_path: Path):

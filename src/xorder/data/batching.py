@@ -4,6 +4,7 @@ sampling, and the choice of task for each batch of a multi-task stage."""
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any, Iterator
 
 import numpy as np
@@ -65,7 +66,8 @@ class Collator:
         else:
             keep = [k for k in (*MODEL_KEYS, "labels", "start_positions", "end_positions", "special_tokens_mask")
                     if k in features[0]]
-            batch = dict(self.inner([{k: f[k] for k in keep} for f in features]))
+            batch = self._masked(features, keep) if self.kind == "mlm" else dict(
+                self.inner([{k: f[k] for k in keep} for f in features]))
             if "offset_mapping" in features[0]:  # extractive QA evaluation: which tokens may start or end an answer
                 width = batch["input_ids"].shape[1]
                 batch["context_mask"] = torch.tensor(
@@ -77,6 +79,15 @@ class Collator:
         if "feature" in features[0]:
             batch["feature"] = torch.tensor([f["feature"] for f in features])
         return batch
+
+    def _masked(self, features: list[dict[str, Any]], keep: list[str]) -> dict[str, torch.Tensor]:
+        """MLM masks drawn from a generator seeded by the batch's own tokens: the same batch gets the same
+        masks whenever it is collated (Accelerate collates one batch ahead, so a checkpoint's RNG state
+        would otherwise already include the next batch's masks), and training's random stream is untouched."""
+        tokens = np.concatenate([np.asarray(f["input_ids"], dtype=np.int64) for f in features])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(zlib.crc32(tokens.tobytes()))
+            return dict(self.inner([{k: f[k] for k in keep} for f in features]))
 
     def _multiple_choice(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         n_choices = len(features[0]["input_ids"])
