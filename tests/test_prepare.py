@@ -136,3 +136,14 @@ def test_validate_checks_the_target_before_any_intermediate_stage_trains(cache_d
         prepare.validate(cfg)
     stages = plan(to_typed(cfg))
     assert prepare.validate(cfg, stages[:2]) > 0  # the synthetic intermediate stages alone are fine
+
+
+def test_a_bad_target_file_stops_the_cell_before_any_stage_trains(cache_dir: Path, tmp_path: Path):
+    from conftest import fresh_cache, run_demo_cell
+
+    data = bad_pawsx_tree(tmp_path / "data")
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    with pytest.raises(XorderError, match=r"pawsx/train-en\.tsv: row 7: column 'label'"):
+        run_demo_cell(cache, tmp_path / "results", "order=english_first", "target.source=xtreme",
+                      f"data_root={data}")
+    assert not list(cache.glob("stages/*/DONE"))  # not even the English stage was trained

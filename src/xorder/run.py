@@ -82,8 +82,10 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     tokenizer = load_tokenizer(base, cfg.model.revision)
     cache = StageCache(Path(cache_dir) / "stages", accelerator)
     log.info("cell %s: %s", records.cell_path(dcfg), " -> ".join(f"{s.name}[{s.hash[:8]}]" for s in stages))
-    with accelerator.main_process_first():  # every file of every stage still to train is checked before any trains
-        validate(cfg, [s for s in stages if not cache.is_complete(s)])
+    # every file of every stage still to train is checked before any trains; the first of them reads and
+    # checks its own data right before it trains, so only the later ones are read ahead
+    with accelerator.main_process_first():
+        validate(cfg, [s for s in stages if not cache.is_complete(s)][1:])
 
     source, revision = base, cfg.model.revision
     entries = []
