@@ -202,8 +202,10 @@ def test_translate_train_sources_read_local_translations(shared_data: Path, tmp_
     assert len(read(cfg.task["sts"], "train", "de", cache_dir, comps["sts"].source).rows) == 5749
     hub = typed("task=[mnli,pawsx,sts]", "order=multilingual_only")
     paths = {c.task.name: (c.source.path, c.source.splits["train"].split) for c in plan(hub)[0].components}
-    assert paths == {"mnli": ("facebook/xnli", "train"), "pawsx": ("google-research-datasets/paws-x", "train"),
+    assert paths == {"mnli": ("facebook/xnli", "train[:-2000]"), "pawsx": ("google-research-datasets/paws-x", "train"),
                      "sts": ("PhilipMay/stsb_multi_mt", "train")}
+    mnli = next(c for c in plan(hub)[0].components if c.task.name == "mnli")
+    assert mnli.source.splits["dev"].split == "train[-2000:]"  # never XNLI's validation: the xnli target's dev
 
 
 # --- splits, sources chosen by overrides ----------------------------------------------------------------
