@@ -67,9 +67,7 @@ def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch
     cfg = to_typed(compose(*overrides))
     tokenizer = load_tokenizer(str(tiny.ensure(cache_dir)))
     for stage in plan(cfg):
-        hp = stage.hparams
-        stage_module.prepare(stage, tokenizer, stage_module.DataSettings(
-            str(cache_dir), 40, hp["max_length"], hp["max_examples_per_task"], hp["eval_examples"]))
+        stage_module.prepare(stage, tokenizer, stage_module.DataSettings(str(cache_dir), 40))
     assert sorted(set(seen)) == sorted({(n.task.name, n.role, n.lang, n.cap) for n in wanted})
     # translate-train data is read whole and subsampled per language; only streamed text stops at the cap
     assert ("sts", "sts17", "tr-en", None) in seen and ("hellaswag", "train", "fr", None) in seen

@@ -17,7 +17,6 @@ import torch
 from xorder import metrics
 from xorder.config import TaskConfig
 
-SELECTIONS = ("en_dev", "oracle", "last")
 MAX_ANSWER_TOKENS = 30
 
 

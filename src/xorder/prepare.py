@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from xorder.errors import XorderError
+from xorder.data.sources import offline
 from xorder.registry import expand
 
 USAGE = "usage: xorder prepare [-m] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands sweeps)"
 _CHECK = "--check-offline"  # internal: the child process that loads everything with the network off
-WEIGHTS = ("*.safetensors", "*.bin")
 SMALL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py", "*.md"]
 
 
@@ -76,7 +76,7 @@ def main(args: list[str]) -> int:
     cells = expand(args)
     models, data = collect(cells)
     started = time.time()
-    mode = "checking the caches (offline)" if _offline() else "fetching"
+    mode = "checking the caches (offline)" if offline() else "fetching"
     print(f"xorder prepare: {len(cells)} cell{'s' * (len(cells) != 1)}, {len(models)} model{'s' * (len(models) != 1)}, "
           f"{len(data)} data split{'s' * (len(data) != 1)}; {mode}")
     for model in models:
@@ -184,7 +184,7 @@ def fetch_model(model: ModelNeed) -> str:
         return f"{model.path}: {path}"
     if Path(path).expanduser().is_dir():
         return f"{path}: local directory"
-    if _offline():
+    if offline():
         return f"{path}{' @ ' + model.revision if model.revision else ''}: offline, checked below"
     folder = download_model(path, model.revision)
     return f"{path}{' @ ' + model.revision if model.revision else ''}: {folder}"
@@ -241,12 +241,6 @@ def _check_offline(cells: list[list[str]]) -> int:
         failed += not result["ok"]
         print(json.dumps({"item": need.label(), **result}), flush=True)
     return 1 if failed else 0
-
-
-def _offline() -> bool:
-    from xorder.data.sources import offline
-
-    return offline()
 
 
 def local_folders(data: list[DataNeed]) -> list[str]:

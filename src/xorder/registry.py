@@ -10,8 +10,6 @@ from omegaconf import DictConfig, OmegaConf
 from xorder.config import TaskConfig, register_configs
 from xorder.errors import XorderError
 
-GROUPS = ("model", "task", "order", "multilingual", "target", "trainer", "experiment")
-
 
 def options(group: str) -> list[str]:
     """The option names of a config group, read from the files shipped in the package."""

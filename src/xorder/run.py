@@ -127,8 +127,7 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
 
     set_seed(stage.seed)
     hp, trainer = stage.hparams, cfg.trainer
-    settings = DataSettings(str(Path(cfg.cache_dir).expanduser()), cfg.data.synthetic_examples, hp["max_length"],
-                            hp["max_examples_per_task"], hp["eval_examples"])
+    settings = DataSettings(str(Path(cfg.cache_dir).expanduser()), cfg.data.synthetic_examples)
     with accelerator.main_process_first():
         data = prepare(stage, tokenizer, settings)
     backbone = load_backbone(source, revision)

@@ -35,11 +35,10 @@ class StageData:
 
 @dataclass
 class DataSettings:
+    """Where data is cached and how big the synthetic stand-in is; everything else comes from the stage."""
+
     cache_dir: str
     synthetic_examples: int
-    max_length: int
-    max_examples_per_task: int | None
-    eval_examples: int | None
 
 
 def _subset(rows: list[Any], n: int | None, salt: str) -> list[Any]:
@@ -75,7 +74,7 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
     label_names: dict[str, list[str]] = {}
     for comp in stage.components:
         task = comp.task
-        max_length = task.max_length or settings.max_length
+        max_length = task.max_length or stage.hparams["max_length"]
         rows, fps = [], []
         for lang in comp.languages:
             loaded = _load(comp, task, "train", lang, settings, read_cap(comp))

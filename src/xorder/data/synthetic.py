@@ -28,8 +28,6 @@ VERBS = ["sees", "finds", "likes", "follows", "watches", "carries"]
 NAMES = ["Anna", "Tom", "Maria", "Leo", "Sara", "Ivan"]
 FUNCTION = ["the", "is", "and", "very", "who", "which", "what", "here", "there", "?", "."]
 
-# Tags of the tagging stand-in, by word class.
-TAGS = ["DET", "ADJ_POS", "ADJ_NEG", "ADJ_NEU", "NOUN_LIV", "NOUN_OBJ", "VERB", "NAME", "FUNC", "PUNCT"]
 
 _SCRIPTS: dict[str, tuple[str, str]] = {
     # language -> (consonants, vowels) for pseudo-words; syllabic scripts use a single inventory
@@ -141,10 +139,6 @@ class Renderer:
 
 def _polarity(adj: str) -> int | None:
     return 1 if adj in ADJ_POSITIVE else 0 if adj in ADJ_NEGATIVE else None
-
-
-def _category(noun: str) -> int:
-    return 0 if noun in NOUNS_LIVING or noun in NAMES else 1
 
 
 def _random_clause(rng: random.Random, adj: str | None = None, noun: str | None = None) -> list[Any]:
