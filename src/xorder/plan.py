@@ -67,10 +67,10 @@ def to_typed(cfg: DictConfig | XorderConfig) -> XorderConfig:
 
 
 def base_identity(cfg: XorderConfig) -> str:
-    from xorder import tiny
+    from xorder import me5, tiny
 
     model = cfg.model
-    version = tiny.name() if model.path == "builtin:tiny" else ""
+    version = {"builtin:tiny": tiny.name, "builtin:me5_small": me5.name}.get(model.path, lambda: "")()
     return _digest({"model": model.path, "revision": model.revision, "builtin": version})
 
 
@@ -200,7 +200,7 @@ def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
 
 def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
     task = asdict(comp.task)
-    for key in ("description", "sources", "translations", "source", "translation_source", "default_source",
+    for key in ("description", "citation", "sources", "translations", "source", "translation_source", "default_source",
                 "default_translation_source"):
         task.pop(key)
     source = asdict(comp.source)
