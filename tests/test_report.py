@@ -23,6 +23,7 @@ from scipy import stats
 from conftest import ROOT, run_demo_cell, xorder_cli
 
 from xorder import report
+from xorder.report import paired, plots
 
 LANGS = ["de", "en", "fr"]
 ORDER_TASKS = {"none": ([], "-"), "english_only": (["mnli"], "-"),
@@ -229,8 +230,8 @@ def test_accuracy_draws_agree_with_scipy_on_one_stratum():
     gold = rng.integers(0, 3, 300)
     a = np.where(rng.random(300) < 0.60, gold, (gold + 1) % 3)
     b = np.where(rng.random(300) < 0.55, gold, (gold + 2) % 3)
-    stratum = report.Stratum(1, "de", gold, a, b)
-    got = report.paired_effect([stratum], "accuracy", {"de": ["de"]}, 9999, "t")["de"]
+    stratum = paired.Stratum(1, "de", gold, a, b)
+    got = paired.paired_effect([stratum], "accuracy", {"de": ["de"]}, 9999, "t")["de"]
     ca, cb = (a == gold).astype(float), (b == gold).astype(float)
     assert got["diff"] == pytest.approx(100 * (ca.mean() - cb.mean()))
     ref = stats.permutation_test((ca, cb), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
@@ -249,9 +250,9 @@ def test_correlation_draws_agree_with_scipy_on_one_stratum(metric: str):
     a = 2.0 + 0.01 * (gold + rng.normal(0, 1.5, 250))  # tiny spread around 2, like an undertrained model
     b = 10 * (gold + rng.normal(0, 1.9, 250))
     corr = stats.pearsonr if metric == "pearson" else stats.spearmanr
-    got = report.paired_effect([report.Stratum(1, "de", gold, a, b)], metric, {"de": ["de"]}, 4999, "t")["de"]
+    got = paired.paired_effect([paired.Stratum(1, "de", gold, a, b)], metric, {"de": ["de"]}, 4999, "t")["de"]
     assert got["diff"] == pytest.approx(100 * (corr(gold, a)[0] - corr(gold, b)[0]))
-    za, zb = report._standardize(a, metric), report._standardize(b, metric)
+    za, zb = paired._standardize(a, metric), paired._standardize(b, metric)
 
     def swapped(x, y, axis):
         diff = 100 * (np.array([corr(gold, r)[0] for r in np.atleast_2d(x)])
@@ -275,7 +276,7 @@ def test_correlation_swap_test_holds_its_level_under_the_null():
         rng = np.random.default_rng(100 + i)
         gold = rng.uniform(0, 5, 120)
         a, b = 2.0 + 0.01 * (gold + rng.normal(0, 2, 120)), 10 * (gold + rng.normal(0, 2, 120))
-        p_values.append(report.paired_effect([report.Stratum(1, "de", gold, a, b)], "pearson", {"de": ["de"]}, 199,
+        p_values.append(paired.paired_effect([paired.Stratum(1, "de", gold, a, b)], "pearson", {"de": ["de"]}, 199,
                                              f"null{i}")["de"]["p_value"])
     assert 0.04 <= np.mean(np.array(p_values) < 0.1) <= 0.18
 
@@ -345,7 +346,7 @@ def test_user_errors_exit_2_in_one_line(tmp_path: Path):
 
 
 def test_tables_without_matplotlib_say_how_to_get_plots(grid: Path, tmp_path: Path, monkeypatch):
-    monkeypatch.setattr(report, "_matplotlib", lambda: None)
+    monkeypatch.setattr(plots, "_matplotlib", lambda: None)
     out = tmp_path / "tables"
     rc, err = run_report("--results", str(grid), "--out", str(out), "--resamples", "9")
     assert rc == 0 and "pip install 'xorder[plots]'" in err

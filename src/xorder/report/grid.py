@@ -1,0 +1,100 @@
+"""The study grid: axes, the sort order of its rows, the target's primary metric and splits, missing cells."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pandas as pd
+
+from xorder.records import NOT_APPLICABLE, SELECTIONS
+
+ORDERS = ("none", "english_only", "multilingual_only", "english_first", "multilingual_first", "joint")
+ZERO_SHOT = "en_dev"  # the selection the main tables report: checkpoint chosen on English dev only
+AVG, AVG_NON_EN = "avg", "avg_non_en"
+NO_TASKS = "none"
+ROW = ["target", "model", "multilingual", "order", "tasks"]  # one row of the study grid; seeds pooled
+MISSING_COLUMNS = ["target", "model", "multilingual", "order", "tasks", "seed"]
+
+
+# ----------------------------------------------------------------------------------------------- sorting
+
+def _position(sequence: tuple[str, ...], last: bool = False) -> Callable[[str], tuple]:
+    """Sort key: values of `sequence` in its order (before, or with last=True after, all other values)."""
+    def key(value: str) -> tuple:
+        if value in sequence:
+            return (1 if last else 0, sequence.index(value), "")
+        return (0 if last else 1, 0, value)
+
+    return key
+
+
+SORT_KEYS: dict[str, Callable[[str], tuple]] = {
+    "order": _position(ORDERS),  # the design's sequence: baseline first
+    "tasks": _position((NO_TASKS,)),  # the baseline's "none" first, then task sets by name
+    "selection": _position(SELECTIONS),
+    "split": lambda v: (1, v) if v == "dev" else (0, "") if v == "test" else (0, v),  # test, others, dev
+    "language": _position((AVG, AVG_NON_EN), last=True),  # languages by name, then the averages
+}
+
+
+def sort_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Sort by `columns` with the study's orders (baseline first, orders as in the design, averages last)."""
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    keys = [[SORT_KEYS[c](v) for v in frame[c]] if c in SORT_KEYS else list(frame[c]) for c in columns]
+    order = sorted(range(len(frame)), key=lambda i: tuple(k[i] for k in keys))
+    return frame.iloc[order].reset_index(drop=True)
+
+
+def row_key(row: tuple[str, str, str]) -> tuple:
+    tasks, multilingual, order = row
+    return (SORT_KEYS["tasks"](tasks), multilingual, SORT_KEYS["order"](order))
+
+
+# ------------------------------------------------------------------------------------------- statistics
+
+def is_train_language(language: str, train_language: str) -> bool:
+    """`en` and, for cross-lingual pair sets such as STS-17, `en-en`: the languages seen in training."""
+    return language == train_language or language == f"{train_language}-{train_language}"
+
+
+# -------------------------------------------------------------------------------------------------- grid
+
+def primary_metric(cells: pd.DataFrame, target: str) -> str:
+    """The target's primary metric (the most common one among its records, ties by name)."""
+    counts = cells[cells["target"] == target]["primary_metric"].value_counts()
+    return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
+
+
+def main_splits(summary: pd.DataFrame, target: str, model: str) -> list[str]:
+    """The evaluation splits the tables report: every split but dev (dev chose the checkpoint), or dev when
+    a target has nothing else."""
+    splits = set(summary[(summary["target"] == target) & (summary["model"] == model)
+                         & (summary["selection"] == ZERO_SHOT)]["split"])
+    chosen = sorted(splits - {"dev"}, key=SORT_KEYS["split"]) or sorted(splits)
+    return chosen
+
+
+def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
+    """Cells and seeds of the grid the records span but do not fill. Per target and model the grid is every
+    observed order with every observed task set and multilingual variant, for the axes the order uses as
+    its records show (`none` uses neither, english_only tasks only, the others both), each with every
+    observed seed."""
+    missing = []
+    for (target, model), group in cells.groupby(["target", "model"], sort=True):
+        seeds = sorted(set(group["seed"]))
+        tasks = sorted(set(group["tasks"]) - {NO_TASKS})
+        variants = sorted(set(group["multilingual"]) - {NOT_APPLICABLE})
+        have = set(zip(group["multilingual"], group["order"], group["tasks"], group["seed"]))
+        for order in sorted(set(group["order"]), key=SORT_KEYS["order"]):
+            mine = group[group["order"] == order]
+            uses_tasks = (mine["tasks"] != NO_TASKS).any()
+            uses_multilingual = (mine["multilingual"] != NOT_APPLICABLE).any()
+            combos = [(m, t) for t in (tasks if uses_tasks else [NO_TASKS])
+                      for m in (variants if uses_multilingual else [NOT_APPLICABLE])]
+            for multilingual, task in combos:
+                for seed in seeds:
+                    if (multilingual, order, task, seed) not in have:
+                        missing.append((target, model, multilingual, order, task, seed))
+    frame = pd.DataFrame(missing, columns=MISSING_COLUMNS)
+    return sort_frame(frame, MISSING_COLUMNS)
