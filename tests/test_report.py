@@ -26,6 +26,7 @@ from xorder import report
 from xorder.report import paired, plots
 
 LANGS = ["de", "en", "fr"]
+PLAIN = ("--raw-names", "--plain")  # identifiers and plain numbers: tables that tests parse by identifier
 ORDER_TASKS = {"none": ([], "-"), "english_only": (["mnli"], "-"),
                "english_first": (["mnli"], "translate_train"), "multilingual_first": (["mnli"], "translate_train")}
 
@@ -146,7 +147,7 @@ def test_summary_matches_statistics_module(grid: Path, tmp_path: Path):
 
 def test_tables_show_means_deltas_gaps_and_selection_computed_independently(grid: Path, tmp_path: Path):
     out = tmp_path / "tables"
-    assert run_report("--results", str(grid), "--out", str(out), "--resamples", "99")[0] == 0
+    assert run_report("--results", str(grid), "--out", str(out), "--resamples", "99", *PLAIN)[0] == 0
     md = (out / "tables.md").read_text()
 
     def seeds_of(order: str, lang: str, selection: str = "en_dev") -> list[float]:
@@ -211,7 +212,7 @@ def test_order_effect_from_paired_predictions(tmp_path: Path):
         for lang in ("de", "en"):
             expected[lang].append(100 * (correct["english_first"][lang].mean() - correct["multilingual_first"][lang].mean()))
     out = tmp_path / "tables"
-    assert run_report("--results", str(results), "--out", str(out), "--resamples", "999")[0] == 0
+    assert run_report("--results", str(results), "--out", str(out), "--resamples", "999", *PLAIN)[0] == 0
     effect = {r["language"]: r for r in read_csv(out / "order_effect.csv")}
     de, en, avg = effect["de"], effect["en"], effect["avg"]
     assert float(de["diff"]) == pytest.approx(statistics.fmean(expected["de"]), abs=5e-5)
@@ -327,7 +328,7 @@ def test_missing_cells_are_listed_not_a_crash(tmp_path: Path):
     write_record(results, "multilingual_first", 1, grid_scores(1, "multilingual_first"))
     write_record(results, "english_only", 1, grid_scores(1, "english_only"))
     out = tmp_path / "tables"
-    rc, err = run_report("--results", str(results), "--out", str(out), "--resamples", "99")
+    rc, err = run_report("--results", str(results), "--out", str(out), "--resamples", "99", *PLAIN)
     assert rc == 0, err
     assert [(r["order"], r["multilingual"], r["seed"]) for r in read_csv(out / "missing.csv")] == [
         ("english_only", "-", "2"), ("multilingual_first", "translate_train", "2")]
@@ -363,13 +364,13 @@ def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
         for seed in (1, 2):
             metrics[(order, seed)] = run_demo_cell(cache_dir, results, f"order={order}", f"seed={seed}", *steps)[0]
     script = ROOT / "scripts" / "make_tables.py"
-    out = subprocess.run([sys.executable, str(script), "--results", str(results), "--resamples", "999"],
+    out = subprocess.run([sys.executable, str(script), "--results", str(results), "--resamples", "999", *PLAIN],
                          capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "6 records, 0 missing, 0 skipped" in out.stdout
     tables = results / "tables"
     cli_out = tmp_path / "cli"
-    cli = xorder_cli("report", "--results", str(results), "--out", str(cli_out), "--resamples", "999")
+    cli = xorder_cli("report", "--results", str(results), "--out", str(cli_out), "--resamples", "999", *PLAIN)
     assert cli.returncode == 0, cli.stderr
     for name in ("summary.csv", "order_effect.csv", "tables.md", "tables.tex"):
         assert (tables / name).read_bytes() == (cli_out / name).read_bytes()

@@ -14,9 +14,12 @@ AVG, AVG_NON_EN = "avg", "avg_non_en"
 NO_TASKS = "none"
 ROW = ["target", "model", "multilingual", "order", "tasks"]  # one row of the study grid; seeds pooled
 MISSING_COLUMNS = ["target", "model", "multilingual", "order", "tasks", "seed"]
+PAIR = ("english_first", "multilingual_first")  # the orders the order-effect table compares by default (--compare)
+STAGES = ("english", "multilingual", "joint", "target")  # stage names of a record, in training sequence
+MULTILINGUAL_STAGES = ("multilingual", "joint")  # the stages that train on languages other than English
+# checkpoint selections; `average` (checkpoints averaged over the target's evaluations) is newer than some records
+SELECTION_ORDER = tuple(dict.fromkeys((*SELECTIONS, "average")))
 
-
-# ----------------------------------------------------------------------------------------------- sorting
 
 def _position(sequence: tuple[str, ...], last: bool = False) -> Callable[[str], tuple]:
     """Sort key: values of `sequence` in its order (before, or with last=True after, all other values)."""
@@ -31,7 +34,7 @@ def _position(sequence: tuple[str, ...], last: bool = False) -> Callable[[str], 
 SORT_KEYS: dict[str, Callable[[str], tuple]] = {
     "order": _position(ORDERS),  # the design's sequence: baseline first
     "tasks": _position((NO_TASKS,)),  # the baseline's "none" first, then task sets by name
-    "selection": _position(SELECTIONS),
+    "selection": _position(SELECTION_ORDER),
     "split": lambda v: (1, v) if v == "dev" else (0, "") if v == "test" else (0, v),  # test, others, dev
     "language": _position((AVG, AVG_NON_EN), last=True),  # languages by name, then the averages
 }
@@ -47,18 +50,15 @@ def sort_frame(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def row_key(row: tuple[str, str, str]) -> tuple:
+    """Sort key of a table row (tasks, multilingual, order): baseline first, then task sets, orders as designed."""
     tasks, multilingual, order = row
     return (SORT_KEYS["tasks"](tasks), multilingual, SORT_KEYS["order"](order))
 
-
-# ------------------------------------------------------------------------------------------- statistics
 
 def is_train_language(language: str, train_language: str) -> bool:
     """`en` and, for cross-lingual pair sets such as STS-17, `en-en`: the languages seen in training."""
     return language == train_language or language == f"{train_language}-{train_language}"
 
-
-# -------------------------------------------------------------------------------------------------- grid
 
 def primary_metric(cells: pd.DataFrame, target: str) -> str:
     """The target's primary metric (the most common one among its records, ties by name)."""

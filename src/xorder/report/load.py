@@ -1,27 +1,51 @@
-"""Loading run records: every valid metrics.json under a results directory as tidy frames, what was skipped and why."""
+"""Loading run records: every valid metrics.json under a results directory as tidy frames, plus what was
+skipped (unusable records) and what was kept but is malformed (non-finite scores), with the reasons."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from xorder.records import CONFIG, METRICS, validate
+from xorder.report import catalog
 from xorder.report.grid import NO_TASKS, ROW
+
+STAGE_COLUMNS = [*ROW, "seed", "path", "position", "name", "hash", "languages", "steps", "examples", "seconds",
+                 "reused", "gpu_hours", "processes"]
+NOTE_COLUMNS = ["target", "model", "path", "note"]
+_PROCESSES = re.compile(r" x(\d+)$")  # provenance.device of a multi-process run: "NVIDIA H100 80GB HBM3 x4"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the tables need to know about a target beyond its scores."""
+
+    train_language: str = "en"
+    classes: int = 0  # number of labels (0: unknown or not a classification target)
 
 
 @dataclass
 class Records:
-    """Every valid record as tidy frames, plus what was skipped and why."""
+    """Every usable record as tidy frames, plus what was skipped or is malformed and why."""
 
-    cells: pd.DataFrame  # one row per record: ROW + seed, path, primary_metric, git_commit
-    scores: pd.DataFrame  # ROW + seed, selection, split, language, metric, value
-    train_language: dict[str, str]  # target -> its training language (excluded from avg_non_en)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    cells: pd.DataFrame  # one row per record: ROW + seed, path, primary_metric, git_commit, device
+    scores: pd.DataFrame  # ROW + seed, selection, split, language, metric, value (NaN: not finite in the record)
+    stages: pd.DataFrame  # STAGE_COLUMNS: one row per stage of each record
+    notes: pd.DataFrame  # NOTE_COLUMNS: the records' notes (e.g. evaluation pairs left out)
+    targets: dict[str, Target]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason): not used
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason): used, cells marked
+
+    def target(self, name: str) -> Target:
+        return self.targets.get(name, Target())
 
 
 def find_records(results: Path, exclude: Path | None = None) -> list[Path]:
@@ -35,9 +59,32 @@ def find_records(results: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(found)
 
 
+def nonfinite_scores(obj: Any) -> list[tuple[str, str]]:
+    """(key, value) of every score that is NaN, infinite or null: a malformed record, never a number to average."""
+    scores = obj.get("scores") if isinstance(obj, dict) else None
+    found = []
+    for selection, splits in (scores.items() if isinstance(scores, dict) else []):
+        for split, langs in (splits.items() if isinstance(splits, dict) else []):
+            for lang, values in (langs.items() if isinstance(langs, dict) else []):
+                for metric, value in (values.items() if isinstance(values, dict) else []):
+                    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                        found.append((f"scores/{selection}/{split}/{lang}/{metric}", json.dumps(value)))
+    return found
+
+
+def _with_nan(obj: Any) -> Any:
+    """The document with null scores read as NaN, so the schema judges everything else about it."""
+    if isinstance(obj, dict):
+        return {k: math.nan if v is None else _with_nan(v) for k, v in obj.items()}
+    return obj
+
+
 def check_record(obj: Any) -> str | None:
     """Why a parsed metrics.json cannot be used, or None when it can: the documented schema
-    (xorder.records.METRICS_SCHEMA), plus what a schema cannot say (named tasks, a primary metric that is scored)."""
+    (xorder.records.METRICS_SCHEMA), plus what a schema cannot say (named tasks, a primary metric that is scored).
+    Non-finite scores are not a reason here: such a record is kept and its cells marked (nonfinite_scores)."""
+    if isinstance(obj, dict) and isinstance(obj.get("scores"), dict):
+        obj = {**obj, "scores": _with_nan(obj["scores"])}
     problems = sorted(validate(obj))
     if problems:
         return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
@@ -49,59 +96,100 @@ def check_record(obj: Any) -> str | None:
     return None
 
 
-def _train_language(record_dir: Path) -> str | None:
-    """The target's training language from the record's resolved config (read once per target)."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-    from yaml import YAMLError
-
+def _target(record_dir: Path, name: str) -> Target:
+    """The target's training language and classes from the record's resolved config, else its packaged file."""
     try:
-        value = OmegaConf.load(record_dir / CONFIG).get("target", {}).get("train_language")
-    except (OSError, ValueError, YAMLError, OmegaConfBaseException, AttributeError):  # costs only the default
-        return None
-    return value if isinstance(value, str) else None
+        config = yaml.safe_load((record_dir / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # an unreadable config only costs the defaults
+        config = None
+    own = config.get("target") if isinstance(config, dict) else None
+    own = own if isinstance(own, dict) else {}
+    packaged = catalog.task_config(name) or {}
+    language = own.get("train_language", packaged.get("train_language"))
+    labels = own["label_names"] if isinstance(own.get("label_names"), list) else catalog.label_names(name)
+    return Target(language if isinstance(language, str) and language else "en", len(labels))
+
+
+def _stage_rows(key: tuple[Any, ...], rel: str, obj: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per stage; `examples`, `throughput` and `processes` are newer than some records (NaN there)."""
+    match = _PROCESSES.search(str((obj.get("provenance") or {}).get("device") or ""))
+    rows = []
+    for position, stage in enumerate(obj["stages"]):
+        throughput = stage.get("throughput") if isinstance(stage.get("throughput"), dict) else {}
+        gpu_hours = throughput.get("gpu_hours")
+        processes = stage.get("processes", int(match.group(1)) if match else 1)
+        rows.append((*key, rel, position, stage["name"], stage["hash"], tuple(stage["languages"]), stage["steps"],
+                     _number(stage.get("examples")), float(stage["seconds"]), bool(stage["reused"]),
+                     _number(gpu_hours), processes if isinstance(processes, int) and processes > 0 else 1))
+    return rows
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+
+def _parse(path: Path, results: Path) -> tuple[str, dict[str, Any] | str]:
+    """(relative folder, the document or why it cannot be used)."""
+    rel = path.parent.relative_to(results).as_posix()
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return rel, f"unreadable metrics.json ({type(err).__name__}: {err})"
+    reason = check_record(obj)
+    return rel, obj if reason is None else reason
 
 
 def load_records(results: Path, exclude: Path | None = None) -> Records:
-    """Parse and validate every record; malformed ones are skipped with a reason. Two records of one cell
+    """Parse and validate every record; unusable ones are skipped with a reason. Two records of one cell
     (a copied folder, say) keep the one at the cell's own path <target>/<order>/<tasks>/<multilingual>/
     <model>/seed<k>, else the first by path; the other is skipped as a duplicate."""
-    parsed, skipped = [], []
+    parsed, skipped, malformed = [], [], []
     for path in find_records(results, exclude):
-        rel = path.parent.relative_to(results).as_posix()
-        try:
-            obj = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            skipped.append((rel, f"unreadable metrics.json ({type(err).__name__}: {err})"))
-            continue
-        reason = check_record(obj)
-        if reason is not None:
-            skipped.append((rel, reason))
+        rel, obj = _parse(path, results)
+        if isinstance(obj, str):
+            skipped.append((rel, obj))
             continue
         tasks = "+".join(obj["tasks"]) or NO_TASKS
         key = (obj["target"], obj["model"], obj["multilingual"], obj["order"], tasks, obj["seed"])
         home = f"{obj['target']}/{obj['order']}/{tasks}/{obj['multilingual']}/{obj['model']}/seed{obj['seed']}"
         parsed.append((rel != home, rel, key, obj))
-    cells, rows, seen = [], [], {}
-    train_language: dict[str, str] = {}
+    cells, rows, stages, notes = [], [], [], []
+    seen: dict[tuple[Any, ...], str] = {}
+    targets: dict[str, Target] = {}
     for _, rel, key, obj in sorted(parsed, key=lambda item: item[:2]):
         if key in seen:
             skipped.append((rel, f"duplicate of the record in {seen[key]}"))
             continue
         seen[key] = rel
-        target = obj["target"]
-        if target not in train_language:
-            language = _train_language(results / rel)
-            if language:
-                train_language[target] = language
-        commit = (obj.get("provenance") or {}).get("git_commit")
-        cells.append((*key, rel, obj["primary_metric"], commit if isinstance(commit, str) else ""))
+        bad = nonfinite_scores(obj)
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            malformed.append((rel, f"{METRICS}: {bad[0][0]} is {bad[0][1]}{more}"))
+        if obj["target"] not in targets:
+            targets[obj["target"]] = _target(results / rel, obj["target"])
+        provenance = obj.get("provenance") or {}
+        commit, device = provenance.get("git_commit"), provenance.get("device")
+        cells.append((*key, rel, obj["primary_metric"], commit if isinstance(commit, str) else "",
+                      device if isinstance(device, str) else ""))
         for selection, splits in obj["scores"].items():
             for split, langs in splits.items():
                 for lang, values in langs.items():
                     for metric, value in values.items():
-                        rows.append((*key, selection, split, lang, metric, float(value)))
+                        finite = value is not None and math.isfinite(value)
+                        rows.append((*key, selection, split, lang, metric, float(value) if finite else math.nan))
+        stages += _stage_rows(key, rel, obj)
+        notes += [(key[0], key[1], rel, note) for note in _notes(obj, rel, malformed)]
     skipped.sort()
-    cell_frame = pd.DataFrame(cells, columns=[*ROW, "seed", "path", "primary_metric", "git_commit"])
-    scores = pd.DataFrame(rows, columns=[*ROW, "seed", "selection", "split", "language", "metric", "value"])
-    return Records(cell_frame, scores, train_language, skipped)
+    return Records(pd.DataFrame(cells, columns=[*ROW, "seed", "path", "primary_metric", "git_commit", "device"]),
+                   pd.DataFrame(rows, columns=[*ROW, "seed", "selection", "split", "language", "metric", "value"]),
+                   pd.DataFrame(stages, columns=STAGE_COLUMNS), pd.DataFrame(notes, columns=NOTE_COLUMNS),
+                   targets, skipped, sorted(malformed))
+
+
+def _notes(obj: dict[str, Any], rel: str, malformed: list[tuple[str, str]]) -> list[str]:
+    """The record's `notes` (a list of strings); anything else there is reported as malformed."""
+    notes = obj.get("notes", [])
+    if isinstance(notes, list) and all(isinstance(n, str) for n in notes):
+        return notes
+    malformed.append((rel, f"{METRICS}: notes is not a list of strings; left out of the tables"))
+    return []

@@ -21,8 +21,8 @@ class Stratum:
     seed: int
     language: str
     gold: np.ndarray
-    a: np.ndarray  # english_first
-    b: np.ndarray  # multilingual_first
+    a: np.ndarray  # the first order of the compared pair (english_first by default)
+    b: np.ndarray  # the second (multilingual_first)
 
 
 def _rows_metric(metric: str, gold: np.ndarray, pred: np.ndarray) -> np.ndarray:

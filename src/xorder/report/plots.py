@@ -1,20 +1,31 @@
-"""Plots: per-language bars per order and a task x order heatmap, as deterministic PNGs."""
+"""Plots: per-language bars per order (with a chance or baseline line on accuracy) and a task x order heatmap
+of the non-English average, as 300-dpi PNGs and PDFs that carry no timestamp (the same records, the same bytes)."""
 
 from __future__ import annotations
 
 import io
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xorder.records import NOT_APPLICABLE, write_atomic
-from xorder.report.grid import AVG, NO_TASKS, ORDERS, SORT_KEYS
+from xorder.report.grid import AVG, AVG_NON_EN, NO_TASKS, ORDERS, SORT_KEYS
+from xorder.report.load import Records
+from xorder.report.names import Names
 from xorder.report.render import slug
-from xorder.report.tables import View
+from xorder.report.tables import BASELINE, View
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
 
 PLOTS_HINT = "xorder: plots need matplotlib: pip install 'xorder[plots]' (tables written without plots)"
+DPI = 300
+FORMATS: dict[str, dict[str, Any]] = {"png": {"dpi": DPI, "metadata": {"Software": None}},
+           "pdf": {"metadata": {"Creator": None, "Producer": None, "CreationDate": None}}}
+_STYLE: dict[RcKeyType, Any] = {"svg.hashsalt": "xorder", "font.family": "DejaVu Sans", "font.size": 9, "axes.spines.top": False,
+          "axes.spines.right": False, "path.simplify": False}
 
 
 def _matplotlib() -> Any | None:
@@ -26,28 +37,41 @@ def _matplotlib() -> Any | None:
     return matplotlib
 
 
-def _png(fig: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-    return buffer.getvalue()
+def _files(stem: str, fig: Any) -> dict[str, bytes]:
+    """The figure as `stem`.png (300 dpi) and `stem`.pdf, without the timestamps and versions matplotlib adds."""
+    out = {}
+    for ext, options in FORMATS.items():
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, **options)
+        out[f"{stem}.{ext}"] = buffer.getvalue()
+    return out
 
 
-_STYLE = {"svg.hashsalt": "xorder", "font.family": "DejaVu Sans", "font.size": 9, "axes.spines.top": False,
-          "axes.spines.right": False, "path.simplify": False}
+def _reference(ax: Any, view: View, names: Names, classes: int, x: np.ndarray) -> None:
+    """Accuracy only: chance (100 / classes) when the target's labels are known, else the `none` baseline's
+    mean per language as dashed segments; the legend says which."""
+    if view.metric != "accuracy":
+        return
+    if classes:
+        ax.axhline(100.0 / classes, color="0.35", linestyle=":", linewidth=1.0,
+                   label=f"chance (100/{classes} classes)")
+    elif BASELINE in view.rows:
+        means = [view.get(BASELINE, lang)[0] for lang in view.languages]
+        ax.hlines(means, x - 0.45, x + 0.45, colors="0.35", linestyles="--", linewidth=1.0,
+                  label=f"{names('none')} mean (chance unknown)")
 
 
-def bar_plots(view: View) -> dict[str, bytes]:
+def bar_plots(view: View, names: Names, classes: int) -> dict[str, Any]:
     """Per task set and variant: per-language bars (mean) with seed std error bars, one bar per order,
-    the `none` baseline included."""
+    the `none` baseline included; a cell whose mean is not finite says n/a."""
     import matplotlib
     from matplotlib.figure import Figure
 
     out = {}
-    base = (NO_TASKS, NOT_APPLICABLE, "none")
-    groups = sorted({(t, m) for t, m, _ in view.rows if t != NO_TASKS}, key=lambda g: (g[0], g[1])) or [(NO_TASKS, NOT_APPLICABLE)]
+    groups = sorted({(t, m) for t, m, _ in view.rows if t != NO_TASKS}) or [(NO_TASKS, NOT_APPLICABLE)]
     for tasks, multilingual in groups:
         rows = [r for r in view.rows if (r[0], r[1]) == (tasks, multilingual)]
-        rows = ([base] if base in view.rows and base not in rows else []) + rows
+        rows = ([BASELINE] if BASELINE in view.rows and BASELINE not in rows else []) + rows
         with matplotlib.rc_context(_STYLE):
             fig = Figure(figsize=(max(6.0, 0.9 * len(view.languages) + 2), 3.6))
             ax = fig.subplots()
@@ -55,63 +79,74 @@ def bar_plots(view: View) -> dict[str, bytes]:
             width = 0.8 / max(len(rows), 1)
             for i, row in enumerate(rows):
                 values = [view.get(row, lang) for lang in view.languages]
-                means = [v[0] for v in values]
-                errs = [v[1] if math.isfinite(v[1]) else 0.0 for v in values]
-                ax.bar(x + (i - (len(rows) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-                       label=row[2], color=f"C{ORDERS.index(row[2]) if row[2] in ORDERS else i}")
+                at = x + (i - (len(rows) - 1) / 2) * width
+                ax.bar(at, [v[0] for v in values], width, yerr=[v[1] if math.isfinite(v[1]) else 0.0 for v in values],
+                       capsize=2, label=names(row[2]), color=f"C{ORDERS.index(row[2]) if row[2] in ORDERS else i}")
+                for position, lang in zip(at, view.languages):
+                    if view.bad(row, lang):
+                        ax.text(position, 0, "n/a", rotation=90, fontsize=6, ha="center", va="bottom")
+            _reference(ax, view, names, classes, x)
             ax.set_xticks(x, view.languages)
-            ax.set_ylabel(f"{view.metric} (mean ± seed std)")
-            ax.set_title(f"{view.target} · {view.model} · {view.split} · {tasks} · {multilingual}")
-            ax.legend(fontsize=8, frameon=False, ncols=min(len(rows), 3))
+            ax.set_ylabel(f"{names(view.metric)} (mean ± seed std)")
+            ax.set_title(f"{names(view.target)} · {names(view.model)} · {view.split} · {names.tasks(tasks)} · "
+                         f"{names(multilingual)}")
+            ax.legend(fontsize=8, frameon=False, ncols=min(len(rows) + 1, 3))
             fig.tight_layout()
-            out[f"{view.slug}-{slug(tasks)}-{slug(multilingual)}-bars.png"] = _png(fig)
+            out[f"{view.slug}-{slug(tasks)}-{slug(multilingual)}-bars"] = fig
     return out
 
 
-def heatmap(view: View) -> dict[str, bytes]:
-    """Task set (and variant) x order heatmap of the zero-shot average; cells without records stay blank."""
+def heatmap(view: View, names: Names) -> dict[str, Any]:
+    """Task set (and variant) x order heatmap of the zero-shot non-English average (the average when the
+    target has no other languages); cells without records stay blank."""
     import matplotlib
     from matplotlib.figure import Figure
 
-    if AVG not in view.languages:
+    column = AVG_NON_EN if AVG_NON_EN in view.languages else AVG
+    if column not in view.languages:
         return {}
     labels = sorted({(t, m) for t, m, _ in view.rows}, key=lambda g: (SORT_KEYS["tasks"](g[0]), g[1]))
     orders = sorted({o for _, _, o in view.rows}, key=SORT_KEYS["order"])
     grid = np.full((len(labels), len(orders)), np.nan)
     for i, (tasks, multilingual) in enumerate(labels):
         for j, order in enumerate(orders):
-            grid[i, j] = view.get((tasks, multilingual, order), AVG)[0]
+            grid[i, j] = view.get((tasks, multilingual, order), column)[0]
     with matplotlib.rc_context(_STYLE):
         fig = Figure(figsize=(1.4 * len(orders) + 2.5, 0.5 * len(labels) + 1.8))
         ax = fig.subplots()
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
-        ax.set_xticks(np.arange(len(orders)), orders, rotation=20, ha="right")
-        ax.set_yticks(np.arange(len(labels)), [t if m == NOT_APPLICABLE else f"{t} / {m}" for t, m in labels])
+        ax.set_xticks(np.arange(len(orders)), [names(o) for o in orders], rotation=20, ha="right")
+        ax.set_yticks(np.arange(len(labels)), [names.tasks(t) if m == NOT_APPLICABLE
+                                               else f"{names.tasks(t)} / {names(m)}" for t, m in labels])
         for i in range(len(labels)):
             for j in range(len(orders)):
                 if math.isfinite(grid[i, j]):
                     bright = sum(image.cmap(image.norm(grid[i, j]))[:3]) / 3 > 0.5
                     ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8,
                             color="black" if bright else "white")
-        fig.colorbar(image, ax=ax, label=f"{view.metric}, avg over languages")
-        ax.set_title(f"{view.target} · {view.model} · {view.split}")
+        fig.colorbar(image, ax=ax, label=f"{names(view.metric)}, {column}")
+        ax.set_title(f"{names(view.target)} · {names(view.model)} · {view.split} · {column}")
         fig.tight_layout()
-        return {f"{view.slug}-heatmap.png": _png(fig)}
+        return {f"{view.slug}-heatmap": fig}
 
 
-def write_plots(all_views: list[View], folder: Path, stream: Any) -> int | None:
-    """Write every plot; stale PNGs of earlier runs are removed so the folder matches the records."""
+def write_plots(all_views: list[View], records: Records, names: Names, folder: Path, stream: Any) -> int | None:
+    """Write every plot as PNG and PDF, returning the number of figures; files of earlier runs that these
+    records no longer give are removed so the folder matches the records."""
     if _matplotlib() is None:
         print(PLOTS_HINT, file=stream)
         return None
-    images: dict[str, bytes] = {}
+    files: dict[str, bytes] = {}
+    figures = 0
     for view in all_views:
-        images.update(bar_plots(view))
-        images.update(heatmap(view))
+        made = {**bar_plots(view, names, records.target(view.target).classes), **heatmap(view, names)}
+        figures += len(made)
+        for stem, fig in made.items():
+            files.update(_files(stem, fig))
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):
-        if old.name not in images:
+    for old in (*folder.glob("*.png"), *folder.glob("*.pdf")):
+        if old.name not in files:
             old.unlink()
-    for name, data in sorted(images.items()):
+    for name, data in sorted(files.items()):
         write_atomic(folder / name, data)
-    return len(images)
+    return figures
