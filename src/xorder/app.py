@@ -10,6 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from xorder import checks
 from xorder.config import register_configs
 from xorder.errors import EXIT_USER_ERROR, XorderError
 from xorder.records import register_resolvers
@@ -40,6 +41,8 @@ def cell(cfg: DictConfig) -> None:
     # one lock per cell, taken by the first process of a multi-process (torchrun) cell only
     lock = records.cell_lock(record_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
     try:
+        checks.config(cfg)  # this cell's values (a sweep sets them per cell); the callback checked the base config
+        checks.writable(cfg)
         with lock:
             if records.completed(record_dir, cfg) and not cfg.force:
                 log.info("skip: complete record at %s (force=true reruns it)", record_dir)
@@ -59,7 +62,7 @@ def cell(cfg: DictConfig) -> None:
 
 def launch(args: list[str]) -> int:
     """Run the Hydra app on `args` exactly as if they had been given to it on the command line."""
-    sys.argv = [sys.argv[0], *args]
+    sys.argv = [sys.argv[0], *args, checks.CALLBACK_OVERRIDE]  # checks before Hydra writes or submits anything
     try:
         cell()
     except SystemExit as exit_:

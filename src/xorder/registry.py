@@ -7,6 +7,7 @@ from importlib import resources
 
 from omegaconf import DictConfig, OmegaConf
 
+from xorder import checks
 from xorder.config import TaskConfig, register_configs
 from xorder.errors import XorderError
 
@@ -32,10 +33,12 @@ def compose(overrides: list[str] | None = None, hydra_config: bool = False) -> D
     GlobalHydra.instance().clear()
     try:
         with initialize_config_module(config_module="xorder.conf", version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=list(overrides or []),
-                                 return_hydra_config=hydra_config)
+            cfg = hydra_compose(config_name="config", overrides=list(overrides or []),
+                                return_hydra_config=hydra_config)
     except (HydraException, OmegaConfBaseException) as err:
         raise XorderError(" ".join(str(err).split())) from err
+    checks.config(cfg)  # every value, as `xorder run` checks it
+    return cfg
 
 
 def expand(args: list[str]) -> list[list[str]]:

@@ -1,0 +1,481 @@
+"""Every value of a composed config checked before any work: one `XorderError` (one line naming the key,
+the value and what is valid) for the first problem found.
+
+- `config(cfg)`: keys the schema does not know (`+trainer.lrr=1` gets past Hydra's struct mode, since `+`
+  opens the node for the new key), values out of range, unknown names (precision, sampling, trackers, head
+  kinds, metrics, sources) and languages no chosen source has. `cfg` is the composed `DictConfig` (with or
+  without Hydra's own `hydra` node, which is left alone); a typed `XorderConfig` is accepted as well, minus
+  the unknown-key check (the typed object has already dropped them).
+- `writable(cfg)`: `results_dir` and `cache_dir` can be created and written; under a submitit launcher
+  (Slurm, or its local stand-in) `results_dir`, where job files are pickled and later unpickled, must not
+  be writable by other users.
+- `HydraCallback`: both run in the launching process through Hydra's `on_run_start` /
+  `on_multirun_start`, i.e. after composition but before Hydra creates any output directory or a
+  launcher submits a job (`xorder.app.launch` registers it).
+
+Pure checks: nothing is created or written. Only the standard library, omegaconf and the schema are
+imported here (`xorder run` of a finished cell must stay fast and never import torch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import os
+import stat
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from xorder.config import HEAD_KINDS, XorderConfig
+from xorder.errors import EXIT_USER_ERROR, XorderError
+
+PRECISIONS = ("auto", "bf16", "fp16", "no")
+SAMPLINGS = ("proportional", "temperature", "uniform")
+TRACKERS = ("tensorboard", "mlflow", "wandb")
+MULTILINGUAL_KINDS = ("translate_train", "mlm")
+STAGES = ("english", "multilingual", "joint")
+MIN_SYNTHETIC_EXAMPLES = 16  # the synthetic generator's smallest split (data/synthetic.py)
+# Metrics each head kind can be scored with (metrics.METRICS / metrics.SPAN_METRICS): correlations need
+# real-valued predictions, accuracy and F1 class labels, QA its span metrics, MLM its masked-token accuracy.
+KIND_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "f1"),
+    "multiple_choice": ("accuracy", "f1"),
+    "tagging": ("accuracy", "f1"),
+    "regression": ("pearson", "spearman"),
+    "extractive_qa": ("f1", "exact_match"),
+    "mlm": ("accuracy",),
+}
+# Integer settings that count something (steps, examples, tokens): at least 1, at trainer level and in every
+# phase (trainer.intermediate / multilingual / target) that sets its own.
+COUNTS = ("batch_size", "grad_accum", "eval_every", "save_every", "max_length", "eval_batch_size", "log_every")
+PHASES = ("intermediate", "multilingual", "target")
+CALLBACK_OVERRIDE = "+hydra.callbacks.xorder_checks._target_=xorder.checks.HydraCallback"
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+def config(cfg: DictConfig | XorderConfig) -> None:
+    """Raise XorderError for the first problem of the composed config (see the module docstring)."""
+    if isinstance(cfg, DictConfig):
+        _keys(cfg, XorderConfig, "")
+    _trainer(cfg)
+    _top(cfg)
+    _specs(cfg)
+    _languages(cfg)
+
+
+def _show(value: Any) -> str:
+    """A value as it would be written in an override."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_show(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def _bad(key: str, value: Any, rule: str) -> XorderError:
+    return XorderError(f"{key}={_show(value)} is invalid: {rule}")
+
+
+def _number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _bad(key, value, "must be a finite number")
+    return value
+
+
+def _greater(key: str, value: Any, low: float, hint: str = "") -> None:
+    if not _number(key, value) > low:
+        raise _bad(key, value, f"must be > {low:g}{hint}")
+
+
+def _at_least(key: str, value: Any, low: float, hint: str = "") -> None:
+    if not _number(key, value) >= low:
+        raise _bad(key, value, f"must be >= {low:g}{hint}")
+
+
+def _interval(key: str, value: Any, low: float, high: float, closed_low: bool) -> None:
+    value_ = _number(key, value)
+    inside = (low <= value_ if closed_low else low < value_) and value_ < high
+    if not inside:
+        raise _bad(key, value, f"must be in {'[' if closed_low else '('}{low:g}, {high:g})")
+
+
+def _choice(key: str, value: Any, choices: Iterable[str]) -> None:
+    choices = list(choices)
+    if value not in choices:
+        raise _bad(key, value, f"must be one of {', '.join(choices)}")
+
+
+def _opt(node: Any, key: str) -> Any:
+    """node.key, or None where the node has no such key (phases set only some)."""
+    try:
+        return getattr(node, key, None)
+    except Exception:  # noqa: BLE001 - a missing mandatory value reads as unset here; _keys reports it
+        return None
+
+
+# ------------------------------------------------------------------------------------- unknown keys
+
+
+@functools.lru_cache(maxsize=None)
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unwrap(tp: Any) -> Any:
+    """Optional[X] -> X."""
+    if typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else Any
+    return tp
+
+
+def _keys(node: DictConfig, cls: type, path: str) -> None:
+    """Every key of `node` is a field of the dataclass `cls` (recursively, through Dict[str, dataclass])."""
+    fields = _fields(cls)
+    for key in node.keys():
+        key = str(key)
+        if not path and key == "hydra":
+            continue  # Hydra's own settings: validated by Hydra
+        if key not in fields:
+            where = path.rstrip(".") or "the top level"
+            close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.6)
+            hint = f"did you mean {' or '.join(path + c for c in close)}? " if close else ""
+            raise XorderError(f"unknown key {path}{key} (given as +{path}{key}=...): {hint}"
+                              f"valid keys of {where}: {', '.join(fields)}")
+        _descend(node._get_node(key), fields[key], f"{path}{key}")
+
+
+def _descend(child: Any, tp: Any, path: str) -> None:
+    tp = _unwrap(tp)
+    if not isinstance(child, DictConfig) or child._is_none() or child._is_missing() or child._is_interpolation():
+        return
+    if dataclasses.is_dataclass(tp):
+        _keys(child, tp, path + ".")
+    elif typing.get_origin(tp) is dict:
+        value_type = _unwrap(typing.get_args(tp)[1])
+        if dataclasses.is_dataclass(value_type):
+            for key in child.keys():
+                _descend(child._get_node(key), value_type, f"{path}.{key}")
+
+
+# ------------------------------------------------------------------------------------------- values
+
+
+def _trainer(cfg: Any) -> None:
+    trainer = cfg.trainer
+    _greater("trainer.lr", trainer.lr, 0, " (e.g. 1e-5)")
+    for key in COUNTS:
+        _at_least(f"trainer.{key}", getattr(trainer, key), 1)
+    _greater("trainer.adam_epsilon", trainer.adam_epsilon, 0)
+    _interval("trainer.warmup_ratio", trainer.warmup_ratio, 0, 1, closed_low=True)
+    _at_least("trainer.weight_decay", trainer.weight_decay, 0)
+    _at_least("trainer.max_grad_norm", trainer.max_grad_norm, 0, " (0: no clipping)")
+    _at_least("trainer.patience", trainer.patience, 1, " (evaluations without improvement)")
+    _choice("trainer.precision", trainer.precision, PRECISIONS)
+    _choice("trainer.sampling", trainer.sampling, SAMPLINGS)
+    _greater("trainer.sampling_temperature", trainer.sampling_temperature, 0)
+    for key in ("max_examples_per_task", "eval_examples"):
+        if getattr(trainer, key) is not None:
+            _at_least(f"trainer.{key}", getattr(trainer, key), 1, " (or null: no cap)")
+    _at_least("trainer.num_workers", trainer.num_workers, 0)
+    for tracker in trainer.trackers:
+        if tracker not in TRACKERS:
+            raise _bad("trainer.trackers", trainer.trackers, f"{tracker!r} is not one of {', '.join(TRACKERS)}")
+    for name in PHASES:
+        phase, prefix = getattr(trainer, name), f"trainer.{name}"
+        # epochs bounds training even when max_steps is set (the run stops at the smaller of the two)
+        _greater(f"{prefix}.epochs", phase.epochs, 0, " (max_steps only stops earlier)")
+        if phase.max_steps is not None:
+            _at_least(f"{prefix}.max_steps", phase.max_steps, 1, " (or null: epochs decide)")
+        if _opt(phase, "lr") is not None:
+            _greater(f"{prefix}.lr", phase.lr, 0, " (or null: trainer.lr)")
+        for key in COUNTS:
+            if _opt(phase, key) is not None:
+                _at_least(f"{prefix}.{key}", _opt(phase, key), 1, f" (or null: trainer.{key})")
+        if _opt(phase, "eval_examples") is not None:
+            _at_least(f"{prefix}.eval_examples", phase.eval_examples, 1, " (or null: trainer.eval_examples)")
+
+
+def _top(cfg: Any) -> None:
+    _at_least("seed", cfg.seed, 0)
+    _at_least("data.synthetic_examples", cfg.data.synthetic_examples, MIN_SYNTHETIC_EXAMPLES)
+    stages = list(cfg.order.stages)
+    for stage in stages:
+        if stage not in STAGES:
+            raise _bad("order.stages", stages, f"{stage!r} is not one of {', '.join(STAGES)}")
+    variant = cfg.multilingual
+    _choice("multilingual.kind", variant.kind, MULTILINGUAL_KINDS)
+    _interval("multilingual.mlm_probability", variant.mlm_probability, 0, 1, closed_low=False)
+    if variant.max_examples_per_language is not None:
+        _at_least("multilingual.max_examples_per_language", variant.max_examples_per_language, 1,
+                  " (or null: no cap)")
+
+
+def _tables(cfg: Any) -> list[tuple[str, Any]]:
+    """(key, spec) of every task-shaped node of the cell: tasks, target, the MLM text."""
+    out = [(f"task.{name}", cfg.task[name]) for name in cfg.task]
+    out.append(("target", cfg.target))
+    if cfg.multilingual.text is not None:
+        out.append(("multilingual.text", cfg.multilingual.text))
+    return out
+
+
+def _chosen(key: str, spec: Any, preferred: str | None, translations: bool) -> str | None:
+    """The name of the source (or translations) entry `spec` reads, checked against its table; None when it
+    names none (tasks without translations: the multilingual stage reports that when it needs them)."""
+    table = spec.translations if translations else spec.sources
+    field, default_field = ("translation_source", "default_translation_source") if translations \
+        else ("source", "default_source")
+    chosen, default = getattr(spec, field), getattr(spec, default_field)
+    what = "machine-translated training data" if translations else "data source"
+    owner = "the MLM text" if key == "multilingual.text" else f"{key.split('.')[0]} {spec.name}"
+    rule = f"{owner} has no {what} named {{!r}} (available: {', '.join(table) or 'none'})"
+    if chosen is not None:
+        if chosen not in table:
+            raise _bad(f"{key}.{field}", chosen, rule.format(chosen))
+        return chosen
+    if preferred is not None and preferred in table:
+        return preferred
+    if default is not None and default not in table:
+        raise _bad(f"{key}.{default_field}", default, rule.format(default))
+    return default
+
+
+def _specs(cfg: Any) -> None:
+    preferred = cfg.data.source
+    known: set[str] = set()
+    for key, spec in _tables(cfg):
+        _choice(f"{key}.kind", spec.kind, HEAD_KINDS)
+        metrics, valid = list(spec.metrics), KIND_METRICS.get(spec.kind)
+        if not metrics:
+            raise _bad(f"{key}.metrics", metrics, f"needs at least one metric ({', '.join(valid or ['accuracy'])})")
+        for metric in metrics if valid is not None else []:
+            if metric not in valid:
+                raise _bad(f"{key}.metrics", metrics, f"{metric!r} is not a {spec.kind} metric ({', '.join(valid)})")
+        if spec.max_length is not None:
+            _at_least(f"{key}.max_length", spec.max_length, 1, " (or null: trainer.max_length)")
+        _at_least(f"{key}.doc_stride", spec.doc_stride, 1)
+        for name in spec.sources:
+            source = spec.sources[name]
+            if source.max_examples is not None:
+                _at_least(f"{key}.sources.{name}.max_examples", source.max_examples, 1, " (or null: no cap)")
+        known |= set(spec.sources) | set(spec.translations)
+    if preferred is not None and preferred not in known:
+        raise _bad("data.source", preferred, f"no task or target of this cell has that source "
+                                             f"(valid: {', '.join(sorted(known))}, or null: each task's default)")
+    for key, spec in _tables(cfg):
+        _chosen(key, spec, preferred, translations=False)
+        if not key.startswith("multilingual"):
+            _chosen(key, spec, preferred, translations=True)
+
+
+# ---------------------------------------------------------------------------------------- languages
+
+
+@functools.lru_cache(maxsize=1)
+def _synthetic_languages() -> frozenset[str]:
+    """What the synthetic generator and the tiny model know: their languages and STS-17 style pairs."""
+    from xorder.tiny import LANGUAGES  # standard library only
+
+    return frozenset(LANGUAGES) | frozenset(f"{a}-{b}" for a in LANGUAGES for b in LANGUAGES)
+
+
+def _accepted(source: Any) -> frozenset[str] | None:
+    """The languages a source serves; None: any (a `languages: null` source that is not synthetic)."""
+    if source.languages is not None:
+        return frozenset(source.languages)
+    return _synthetic_languages() if source.format == "synthetic" else None
+
+
+def _listed(languages: frozenset[str]) -> str:
+    plain = sorted(lang for lang in languages if "-" not in lang)
+    pairs = " and pairs such as en-de" if any("-" in lang for lang in languages) and len(plain) > 1 else ""
+    return ", ".join(plain or sorted(languages)) + pairs
+
+
+def _languages(cfg: Any) -> None:
+    preferred = cfg.data.source
+    for key, spec in _tables(cfg):
+        name = _chosen(key, spec, preferred, translations=False)
+        if name is None:
+            continue
+        accepted = _accepted(spec.sources[name])
+        if accepted is None:
+            continue
+        where = f"{key}'s {name} source"
+        if spec.train_language not in accepted:
+            raise _bad(f"{key}.train_language", spec.train_language,
+                       f"{where} has no such language (valid: {_listed(accepted)})")
+        if key == "target":
+            for lang in spec.languages:
+                if lang not in accepted:
+                    raise _bad("target.languages", list(spec.languages),
+                               f"{lang!r} is not a language of {where} (valid: {_listed(accepted)})")
+    wanted = cfg.multilingual.languages
+    if wanted is None or not any(stage in ("multilingual", "joint") for stage in cfg.order.stages):
+        return
+    sources = _multilingual_sources(cfg, preferred)
+    offered = {what: _accepted(source) for what, source in sources}
+    # The list is study-wide and each listed source uses those it has (conf/multilingual): a language this
+    # cell's sources lack is fine when it is a language of the study, not when no source anywhere knows it.
+    # A synthetic source that lists none generates whatever it is asked for: there, every language counts.
+    study = _synthetic_languages() | _config_languages(cfg)
+    for lang in wanted:
+        for what, source in sources:
+            if source.format == "synthetic" and source.languages is None and lang not in _synthetic_languages():
+                raise _bad("multilingual.languages", list(wanted),
+                           f"{lang!r} is not a language of {what} (valid: {_listed(_synthetic_languages())})")
+        if any(langs is None or lang in langs for langs in offered.values()) or lang in study:
+            continue
+        listing = "; ".join(f"{what}: {_listed(langs)}" for what, langs in offered.items() if langs is not None)
+        raise _bad("multilingual.languages", list(wanted), f"{lang!r} is a language no source has ({listing})")
+
+
+def _multilingual_sources(cfg: Any, preferred: str | None) -> list[tuple[str, Any]]:
+    """(description, source) of each stream of the multilingual stage."""
+    if cfg.multilingual.kind == "mlm":
+        text = cfg.multilingual.text
+        name = None if text is None else _chosen("multilingual.text", text, preferred, translations=False)
+        return [] if name is None else [(f"the {name} text of multilingual=mlm", text.sources[name])]
+    out = []
+    for task in cfg.task:
+        spec = cfg.task[task]
+        name = _chosen(f"task.{task}", spec, preferred, translations=True)
+        if name is not None:
+            out.append((f"task {task}'s {name} translations", spec.translations[name]))
+    return out
+
+
+def _config_languages(cfg: Any) -> frozenset[str]:
+    """Every language some source of the config lists (the study's languages)."""
+    out: set[str] = set()
+    for _, spec in _tables(cfg):
+        for table in (spec.sources, spec.translations):
+            for name in table:
+                source = table[name]
+                out |= set(source.languages or [])
+                for role in source.splits:
+                    out |= set(source.splits[role].languages or [])
+    return frozenset(out)
+
+
+# ------------------------------------------------------------------------------------------ writable
+
+
+def writable(cfg: Any, hydra: Any = None) -> None:
+    """results_dir and cache_dir can be created and written; under a submitit launcher results_dir is
+    private (see `private`). `hydra`: Hydra's own config node; default: cfg.hydra, else the running app's."""
+    for key in ("results_dir", "cache_dir"):
+        _writable_dir(key, str(getattr(cfg, key)))
+    hydra = hydra if hydra is not None else _hydra_node(cfg)
+    if hydra is None:
+        return
+    target = str(OmegaConf.select(hydra, "launcher._target_", default="") or "")
+    single_run = str(OmegaConf.select(hydra, "mode", default="")).split(".")[-1] == "RUN"  # no launcher involved
+    if "submitit" in target and not single_run:
+        private(cfg, hydra)
+
+
+def _hydra_node(cfg: Any) -> Any:
+    if isinstance(cfg, DictConfig) and "hydra" in cfg:
+        return cfg.hydra
+    module = sys.modules.get("hydra.core.hydra_config")  # only inside a running Hydra app; never imported here
+    if module is not None and module.HydraConfig.initialized():
+        return module.HydraConfig.get()
+    return None
+
+
+def _nearest(path: Path) -> Path:
+    """The path itself if it exists, else its nearest existing ancestor (where it would be created)."""
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def _writable_dir(key: str, value: str) -> None:
+    path = Path(os.path.abspath(os.path.expanduser(value)))
+    probe = _nearest(path)
+    rule = f"choose a directory you can write to ({key}=PATH)"
+    if not probe.is_dir():
+        what = "is not a directory" if probe == path else f"cannot be created: {probe} is not a directory"
+        raise XorderError(f"{key}={value} {what}; {rule}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
+        raise XorderError(f"{key}={value} {what}; {rule}")
+
+
+def private(cfg: Any, hydra: Any = None) -> None:
+    """Under a submitit launcher, the folder where job files are pickled (results_dir/.submitit by default)
+    must not be writable by other users: a job file another user can replace runs their code as you.
+    Checked on results_dir and the submitit folder, or their nearest existing ancestor (where they will be
+    created): group/other write bits, or an owner other than you (or root), stop the run."""
+    value = str(cfg.results_dir)
+    paths = [Path(os.path.abspath(os.path.expanduser(value)))]
+    try:
+        folder = str(OmegaConf.select(hydra, "launcher.submitit_folder", throw_on_resolution_failure=True) or "")
+    except Exception:  # noqa: BLE001 - an interpolation only the running app can resolve: results_dir covers it
+        folder = ""
+    if folder:
+        static = folder.split("%", 1)[0]
+        paths.append(Path(os.path.abspath(os.path.expanduser(static if static.endswith("/") else
+                                                              os.path.dirname(static)))))
+    for path in paths:
+        probe = _nearest(path)
+        try:
+            info = probe.stat()
+        except OSError:
+            continue
+        shared = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if shared:
+            who = {stat.S_IWGRP: "its group", stat.S_IWOTH: "all users"}.get(shared, "its group and all users")
+            why = f"{probe} is writable by {who} (mode {stat.S_IMODE(info.st_mode):04o})"
+            fix = f"chmod go-w {probe}" if probe == path else f"mkdir -p -m 700 {path}"
+        elif info.st_uid not in (os.getuid(), 0):
+            why, fix = f"{probe} belongs to another user (uid {info.st_uid})", "use a directory of your own"
+        else:
+            continue
+        raise XorderError(
+            f"results_dir={value} is unsafe for the submitit (Slurm) launcher: {why}; submitit pickles every job "
+            f"into it and the job unpickles that file, so a job file another user can replace runs their code as "
+            f"you; fix: {fix}, or choose a private results_dir=PATH")
+
+
+# -------------------------------------------------------------------------------------------- hydra
+
+
+class HydraCallback:
+    """Hydra callback (hydra.callbacks): `config` and `writable` in the launching process, after composition
+    and before Hydra creates any output directory or a launcher pickles a job. A mistake prints one line and
+    exits 2 (Hydra turns exceptions raised by callbacks into warnings, so SystemExit is the way out)."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(config)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None  # every other hook of this and later Hydra versions
+        raise AttributeError(name)
+
+    @staticmethod
+    def _check(cfg: DictConfig) -> None:
+        try:
+            config(cfg)
+            writable(cfg)
+        except XorderError as err:
+            print(f"xorder: error: {err}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
