@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Result tables from the run records: `python scripts/make_tables.py [--results DIR] [--out DIR] [--strict]`.
-The same code as `xorder report` (xorder.report.main)."""
+"""Result tables from the run records: `python scripts/make_tables.py [--results DIR] [--out DIR] [--strict] ...`,
+every option of `xorder report` (--help lists them). The same code as `xorder report` (xorder.report.main)."""
 
 import sys
 

@@ -356,6 +356,7 @@ def test_tables_without_matplotlib_say_how_to_get_plots(grid: Path, tmp_path: Pa
     assert (out / "tables.md").is_file() and not (out / "plots").exists()
 
 
+@pytest.mark.slow
 def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
     """Records written by the real pipeline: script and CLI agree, and the tables carry metrics.json's numbers."""
     results = tmp_path / "results"

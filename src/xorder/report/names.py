@@ -50,21 +50,19 @@ class Names:
 
 
 RAW = Names(raw=True)
+PAPER = Names(DEFAULT_NAMES)
 
 
 def load_names(path: Path | None, raw: bool) -> Names:
     """The built-in names, overridden and extended by a yaml mapping in `path`; none at all with `raw`."""
     if raw:
         return RAW
-    names = dict(DEFAULT_NAMES)
-    if path is not None:
-        try:
-            extra = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-            raise XorderError(f"--names {path}: cannot read it ({type(err).__name__})") from err
-        if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                  for k, v in extra.items()):
-            raise XorderError(f"--names {path}: expected a yaml mapping of identifier: display name, "
-                              "e.g. `mnli: MultiNLI`")
-        names.update(extra)
-    return Names(names)
+    if path is None:
+        return PAPER
+    try:
+        extra = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise XorderError(f"--names {path}: cannot read it ({type(err).__name__})") from err
+    if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
+        raise XorderError(f"--names {path}: expected a yaml mapping of identifier: display name, e.g. `mnli: MultiNLI`")
+    return Names({**DEFAULT_NAMES, **extra})

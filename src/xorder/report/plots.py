@@ -98,7 +98,7 @@ def bar_plots(view: View, names: Names, classes: int) -> dict[str, Any]:
 
 def heatmap(view: View, names: Names) -> dict[str, Any]:
     """Task set (and variant) x order heatmap of the zero-shot non-English average (the average when the
-    target has no other languages); cells without records stay blank."""
+    target has no other languages); cells without records stay blank, non-finite ones say n/a."""
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -124,6 +124,8 @@ def heatmap(view: View, names: Names) -> dict[str, Any]:
                     bright = sum(image.cmap(image.norm(grid[i, j]))[:3]) / 3 > 0.5
                     ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8,
                             color="black" if bright else "white")
+                elif view.bad((*labels[i], orders[j]), column):
+                    ax.text(j, i, "n/a", ha="center", va="center", fontsize=8)
         fig.colorbar(image, ax=ax, label=f"{names(view.metric)}, {column}")
         ax.set_title(f"{names(view.target)} · {names(view.model)} · {view.split} · {column}")
         fig.tight_layout()

@@ -24,7 +24,7 @@ from xorder.report.grid import (
     row_key,
 )
 from xorder.report.load import Records
-from xorder.report.names import RAW, Names
+from xorder.report.names import PAPER, Names
 from xorder.report.render import DASH, NA, Style, Table, p_value, slug
 
 BASELINE = (NO_TASKS, NOT_APPLICABLE, "none")
@@ -33,9 +33,9 @@ Row = tuple[str, str, str]  # (tasks, multilingual, order)
 
 @dataclass(frozen=True)
 class Look:
-    """How the tables present what they show: display names and number style."""
+    """How the tables present what they show: display names and number style (paper-ready by default)."""
 
-    names: Names = RAW
+    names: Names = PAPER
     style: Style = field(default_factory=Style)
 
 
