@@ -90,7 +90,8 @@ def bar_plots(view: View, names: Names, classes: int) -> dict[str, Any]:
             ax.set_ylabel(f"{names(view.metric)} (mean ± seed std)")
             ax.set_title(f"{names(view.target)} · {names(view.model)} · {view.split} · {names.tasks(tasks)} · "
                          f"{names(multilingual)}")
-            ax.legend(fontsize=8, frameon=False, ncols=min(len(rows) + 1, 3))
+            ax.legend(fontsize=8, frameon=False, ncols=min(len(rows) + 1, 4), loc="upper center",
+                      bbox_to_anchor=(0.5, -0.1))  # below the axes, clear of the bars
             fig.tight_layout()
             out[f"{view.slug}-{slug(tasks)}-{slug(multilingual)}-bars"] = fig
     return out
@@ -116,8 +117,9 @@ def heatmap(view: View, names: Names) -> dict[str, Any]:
         ax = fig.subplots()
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
         ax.set_xticks(np.arange(len(orders)), [names(o) for o in orders], rotation=20, ha="right")
-        ax.set_yticks(np.arange(len(labels)), [names.tasks(t) if m == NOT_APPLICABLE
-                                               else f"{names.tasks(t)} / {names(m)}" for t, m in labels])
+        shown = [NO_TASKS if t == NO_TASKS else names.tasks(t) for t, _ in labels]  # the baseline's row: none
+        ax.set_yticks(np.arange(len(labels)), [t if m == NOT_APPLICABLE else f"{t} / {names(m)}"
+                                               for t, (_, m) in zip(shown, labels)])
         for i in range(len(labels)):
             for j in range(len(orders)):
                 if math.isfinite(grid[i, j]):

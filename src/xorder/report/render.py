@@ -40,15 +40,17 @@ class Style:
         return f"[{self.num(low, True)}, {self.num(high, True)}]"
 
     def best(self, values: list[list[float]], offset: int) -> frozenset[tuple[int, int]]:
-        """(row, column) of the highest value of each column, ties at the shown precision included; `values`
-        start at column `offset`, NaN for cells that are not numbers. Every metric here is higher-is-better."""
+        """(row, column) of the highest value of each column, ties at the shown precision included, unless every
+        number of the column ties; `values` start at column `offset`, NaN for cells that are not numbers. Every
+        metric here is higher-is-better."""
         if not self.bold:
             return frozenset()
         cells = set()
         for j in range(len(values[0]) if values else 0):
-            shown = [round(row[j], self.digits) if math.isfinite(row[j]) else -math.inf for row in values]
-            top = max(shown, default=-math.inf)
-            cells |= {(i, j + offset) for i, v in enumerate(shown) if v == top and v > -math.inf}
+            shown = [round(row[j], self.digits) for row in values if math.isfinite(row[j])]
+            if len(set(shown)) > 1:
+                cells |= {(i, j + offset) for i, row in enumerate(values)
+                          if math.isfinite(row[j]) and round(row[j], self.digits) == max(shown)}
         return frozenset(cells)
 
 
