@@ -21,6 +21,7 @@ from xorder.report.aggregate import per_seed, summarize
 from xorder.report.grid import AVG, AVG_NON_EN, missing_cells
 from xorder.report.load import load_records
 from xorder.report.names import DEFAULT_NAMES, RAW, Names
+from xorder.report.render import Style
 from xorder.report.tables import View, views
 
 ORDERS = ("none", "english_only", "english_first", "multilingual_first")
@@ -229,3 +230,10 @@ def test_compare_chooses_the_pair_of_the_order_effect(grid: Path, tmp_path: Path
     for bad, needle in (("english_first", "two different orders"), ("joint,english_first", "no records of order")):
         rc, err = run_report("--results", str(grid), "--out", str(tmp_path / "x"), "--compare", bad)
         assert rc == 2 and err.count("\n") == 1 and needle in err
+
+
+def test_bold_marks_the_best_of_a_column_unless_the_whole_column_ties():
+    values = [[70.0, 50.0, math.nan], [80.004, 50.0, 1.0], [80.001, 50.0, 2.0]]
+    assert Style().best(values, 4) == {(1, 4), (2, 4), (2, 6)}  # 80.00 twice at 2 digits; 50.00 everywhere
+    assert Style(digits=3).best(values, 4) == {(1, 4), (2, 6)}
+    assert Style(bold=False).best(values, 4) == frozenset()
