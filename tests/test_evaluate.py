@@ -9,8 +9,11 @@ import torch
 
 from conftest import compose
 from xorder import tiny
+import datasets
+
 from xorder.data.encode import encode
-from xorder.evaluate import EvalSet, _score, select
+from xorder.data.stage import EvalSet
+from xorder.evaluate import score, select
 from xorder.model import load_tokenizer
 from xorder.plan import to_typed
 
@@ -27,7 +30,8 @@ def test_extractive_answers_are_scored_per_example_across_windows(cache_dir: Pat
         context = f"the lamp {k} sees the dog here ."
         rows.append({"id": f"short{k}", "question": "who is there ?", "context": context,
                      "answers": {"text": ["dog"], "answer_start": [context.index("dog")]}})
-    features = encode(rows, task, tokenizer, 48, train=False, label_names=[], fingerprint="qa-windows",
+    examples = datasets.Dataset.from_list(rows)
+    features = encode(examples, task, tokenizer, 48, train=False, label_names=[], fingerprint="qa-windows",
                       cache_dir=tmp_path)
     features = features.add_column("feature", list(range(len(features))))
     assert len(features) > len(rows) + 2  # the long context really spans several windows
@@ -35,7 +39,7 @@ def test_extractive_answers_are_scored_per_example_across_windows(cache_dir: Pat
     spans = [[float(f["start_positions"]), float(f["end_positions"]), 10.0 if f["start_positions"] else -10.0]
              for f in features]
     order = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))  # as gathered: any order
-    result = _score(EvalSet("squad", task, "dev", "en", rows, features, []), order, [torch.tensor(spans)[order]])
+    result = score(EvalSet("squad", task, "dev", "en", examples, features, []), order, [torch.tensor(spans)[order]])
     assert result.metrics == {"f1": 100.0, "exact_match": 100.0}
     assert sorted(result.ids) == ["long", "short0", "short1", "short2"]
     assert dict(zip(result.ids, result.prediction))["long"] == "cat"

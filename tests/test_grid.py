@@ -101,13 +101,14 @@ def test_status_reports_done_missing_failed_and_running(cache_dir: Path, tmp_pat
 
 
 def test_status_sees_a_stage_that_can_resume(cache_dir: Path, tmp_path: Path):
-    from xorder.train import CHECKPOINT, LOOP_STATE
+    from xorder.stage_cache import StageDir
+    from xorder.train import LOOP_STATE
 
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     args = demo_overrides(cache, tmp_path / "results", *FAST, "order=english_only")
     english = cell_status(args).stages[0]
     assert english[2] == "missing"
-    checkpoint = cache / "stages" / english[1] / "state" / CHECKPOINT
+    checkpoint = StageDir(cache / "stages" / english[1]).checkpoint
     checkpoint.mkdir(parents=True)
     (checkpoint / LOOP_STATE).write_text(json.dumps({"step": 7}))
     assert cell_status(args).stages[0][2] == "partial@7"

@@ -93,7 +93,8 @@ def test_mlm_stage_reads_text_in_the_targets_languages():
 
 
 def test_record_axes_drop_what_the_order_does_not_use():
-    from xorder.records import cell_path, config_hash
+    from xorder.plan import config_hash
+    from xorder.records import cell_path
 
     assert cell_path(compose("order=none", "task=squad")) == "pawsx/none/none/-/xlmr_large/seed1"
     assert cell_path(compose("order=english_only", "multilingual=mlm")) == "pawsx/english_only/mnli/-/xlmr_large/seed1"

@@ -10,6 +10,7 @@ import pytest
 from conftest import compose, demo_overrides, xorder_cli
 from test_sources import bad_pawsx_tree, write_hub_dir
 from xorder import prepare
+from xorder.data import fetch
 from xorder.registry import expand
 from xorder.errors import XorderError
 from xorder.plan import plan, to_typed
@@ -131,9 +132,9 @@ def test_validate_checks_the_target_before_any_intermediate_stage_trains(cache_d
     cfg = compose(*demo_overrides(cache_dir, tmp_path / "results", "order=english_first", "target.source=xtreme",
                                   f"data_root={data}"))
     with pytest.raises(XorderError, match=r"pawsx/train-en\.tsv: row 7: column 'label'"):
-        prepare.validate(cfg)
+        fetch.validate(cfg)
     stages = plan(to_typed(cfg))
-    assert prepare.validate(cfg, stages[:2]) > 0  # the synthetic intermediate stages alone are fine
+    assert fetch.validate(cfg, stages[:2]) > 0  # the synthetic intermediate stages alone are fine
 
 
 def test_a_bad_target_file_stops_the_cell_before_any_stage_trains(cache_dir: Path, tmp_path: Path):

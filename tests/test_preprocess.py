@@ -12,11 +12,14 @@ import pytest
 import torch
 
 from conftest import compose
+import datasets
+
+from xorder import kinds
 from xorder.config import SourceConfig, SplitConfig, TaskConfig
-from xorder.data import encode as encode_module
 from xorder.data.batching import Collator, LengthGroupedBatchSampler
-from xorder.data.encode import IGNORE, encode, fingerprint, tokenizer_identity
+from xorder.data.encode import encode, fingerprint, tokenizer_identity
 from xorder.data.sources import load_split
+from xorder.kinds.base import IGNORE
 from xorder.plan import to_typed
 
 
@@ -33,13 +36,14 @@ def typed(*overrides: str):
 
 
 def rows_of(task: TaskConfig, source: SourceConfig, role: str, lang: str, cache_dir: Path) -> list[dict]:
-    return load_split(task, source, role, lang, cache_dir=str(cache_dir), synthetic_examples=50).rows
+    return list(load_split(task, source, role, lang, cache_dir=str(cache_dir), synthetic_examples=50).dataset)
 
 
 def features_of(rows, task, tokenizer, tmp_path: Path, *, train: bool, max_length: int = 64, names=None):
     names = list(task.label_names) if names is None else names
     fp = fingerprint(f"test:{len(rows)}:{max_length}", task, tokenizer, max_length, train, names)
-    return encode(rows, task, tokenizer, max_length, train=train, label_names=names, fingerprint=fp, cache_dir=tmp_path)
+    return encode(datasets.Dataset.from_list(rows), task, tokenizer, max_length, train=train, label_names=names,
+                  fingerprint=fp, cache_dir=tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +59,14 @@ def test_tokenization_is_cached_and_a_second_call_tokenizes_nothing(pawsx_rows, 
                                                                     monkeypatch: pytest.MonkeyPatch):
     task, rows = pawsx_rows
     calls: list[int] = []
-    inner = encode_module._ENCODERS["classification"]
+    kind = kinds.get("classification")
+    inner = kind.encode
 
-    def counting(batch, **kw):
-        calls.append(len(batch["row"]))
-        return inner(batch, **kw)
+    def counting(batch, rows, **kw):
+        calls.append(len(rows))
+        return inner(batch, rows, **kw)
 
-    monkeypatch.setitem(encode_module._ENCODERS, "classification", counting)
+    monkeypatch.setattr(kind, "encode", counting)
     first = features_of(rows, task, tokenizer, tmp_path, train=True)
     assert sum(calls) == 64
     assert len(list((tmp_path / "tokenized").glob("*.arrow"))) == 1
@@ -87,7 +92,7 @@ def test_pairs_and_regression_scores_on_real_rows(pawsx_rows, shared_data: Path,
     features = features_of(rows, task, tokenizer, tmp_path, train=True)
     assert features[5]["input_ids"] == tokenizer(rows[5]["text_a"], rows[5]["text_b"], truncation=True,
                                                  max_length=64)["input_ids"]
-    batch = Collator("classification", tokenizer)([features[i] for i in range(8)])
+    batch = Collator(kinds.get("classification"), tokenizer)([features[i] for i in range(8)])
     assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [r["label"] for r in rows[:8]]
     assert batch["row"].tolist() == list(range(8))
     sts = typed("target=sts").target
@@ -95,7 +100,7 @@ def test_pairs_and_regression_scores_on_real_rows(pawsx_rows, shared_data: Path,
                           fields=["text_a", "text_b", "label"], languages=None,
                           splits={"dev": SplitConfig(split="dev[:16]")})
     sts_rows = rows_of(sts, source, "dev", "fr", cache_dir)
-    scored = Collator("regression", tokenizer)([f for f in features_of(sts_rows, sts, tokenizer, tmp_path, train=True)])
+    scored = Collator(kinds.get("regression"), tokenizer)([f for f in features_of(sts_rows, sts, tokenizer, tmp_path, train=True)])
     assert scored["labels"].dtype == torch.float32
     assert scored["labels"].tolist() == pytest.approx([r["label"] for r in sts_rows])
 
@@ -146,7 +151,7 @@ def test_squad_answer_offsets_map_back_to_the_answer_text(shared_data: Path, cac
     train = features_of(rows, squad, tokenizer, tmp_path, train=True, max_length=96)
     assert "offset_mapping" not in train.column_names
     assert train["start_positions"] == features["start_positions"]
-    batch = Collator("extractive_qa", tokenizer)([features[i] for i in range(4)])
+    batch = Collator(kinds.get("extractive_qa"), tokenizer)([features[i] for i in range(4)])
     assert batch["context_mask"].shape == batch["input_ids"].shape
     first = features[0]
     assert batch["context_mask"][0].tolist()[: len(first["input_ids"])] == [int(o[0] >= 0) for o in first["offset_mapping"]]
@@ -159,7 +164,7 @@ def test_multiple_choice_tensors_have_one_row_per_choice(shared_data: Path, cach
                         splits={"dev": SplitConfig(split="dev[:6]")})
     rows = rows_of(csqa, hub_jsonl, "dev", "en", cache_dir)
     features = features_of(rows, csqa, tokenizer, tmp_path, train=True)
-    batch = Collator("multiple_choice", tokenizer)([features[i] for i in range(6)])
+    batch = Collator(kinds.get("multiple_choice"), tokenizer)([features[i] for i in range(6)])
     assert batch["input_ids"].shape[:2] == (6, 5) and batch["attention_mask"].shape == batch["input_ids"].shape
     assert batch["labels"].tolist() == [r["label"] for r in rows]
     for i in (0, 5):
@@ -170,7 +175,7 @@ def test_multiple_choice_tensors_have_one_row_per_choice(shared_data: Path, cach
     hellaswag = typed("task=hellaswag").task["hellaswag"]
     local = replace(hellaswag.sources["local"], path=str(shared_data / "hellaswag/hellaswag_{split}.jsonl"))
     rows = rows_of(hellaswag, local, "dev", "en", cache_dir)
-    batch = Collator("multiple_choice", tokenizer)(list(features_of(rows, hellaswag, tokenizer, tmp_path, train=True)))
+    batch = Collator(kinds.get("multiple_choice"), tokenizer)(list(features_of(rows, hellaswag, tokenizer, tmp_path, train=True)))
     assert batch["input_ids"].shape[:2] == (2, 4) and batch["labels"].tolist() == [3, 3]
 
 
@@ -193,7 +198,7 @@ def test_tagging_labels_sit_on_first_sub_tokens_only(pawsx_rows, tokenizer, tmp_
         firsts = [label for label in feature["labels"] if label != IGNORE]
         assert len(firsts) == len(row["tokens"])  # one label per word, wherever it splits into pieces
     assert multi_piece_words > 50  # real German words split into several pieces: the check above means something
-    batch = Collator("tagging", tokenizer)([features[0], features[1]])
+    batch = Collator(kinds.get("tagging"), tokenizer)([features[0], features[1]])
     short = min(len(features[0]["input_ids"]), len(features[1]["input_ids"]))
     padded = 0 if len(features[0]["input_ids"]) == short else 1
     assert batch["labels"][padded, short:].eq(IGNORE).all()  # padding carries no loss either
@@ -205,7 +210,7 @@ def test_mlm_masks_only_real_tokens(pawsx_rows, tokenizer, tmp_path: Path):
     task = TaskConfig(name="mlm", kind="mlm")
     features = features_of(rows, task, tokenizer, tmp_path, train=True, max_length=64)
     torch.manual_seed(0)
-    batch = Collator("mlm", tokenizer, mlm_probability=0.15)(list(features))
+    batch = Collator(kinds.get("mlm"), tokenizer, mlm_probability=0.15)(list(features))
     labels, ids = batch["labels"], batch["input_ids"]
     scored = labels != IGNORE
     assert 0.08 < scored.sum().item() / batch["attention_mask"].sum().item() < 0.25

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from conftest import compose, demo_overrides, run_demo_cell, xorder_cli
 from xorder.config import SourceConfig, SplitConfig, TaskConfig
-from xorder.data import sources
+from xorder.data import readers, sources
 from xorder.data.sources import load_split, parse_split, prefix_needed
 from xorder.errors import XorderError
 from xorder.plan import plan, to_typed
@@ -29,11 +30,19 @@ def typed(*overrides: str):
     return to_typed(compose(*overrides))
 
 
+@dataclass
+class Read:
+    rows: list[dict]
+    fingerprint: str
+    where: str
+
+
 def read(task: TaskConfig, role: str, lang: str, cache_dir: Path, source: SourceConfig | None = None, **kw):
-    """Canonical rows of one split through the source the config chose for `task`."""
+    """Canonical rows of one split (as a list) through the source the config chose for `task`."""
     if source is None:
         source = task.sources[task.source or task.default_source]
-    return load_split(task, source, role, lang, cache_dir=str(cache_dir), synthetic_examples=50, **kw)
+    loaded = load_split(task, source, role, lang, cache_dir=str(cache_dir), synthetic_examples=50, **kw)
+    return None if loaded is None else Read(list(loaded.dataset), loaded.fingerprint, loaded.where)
 
 
 def quoted(key: str, value: str) -> str:
@@ -58,7 +67,7 @@ def test_pawsx_xtreme_layout_dev_2000_per_language_and_test_has_no_labels(shared
     # XTREME's test files carry no labels: asking for them is an error that says so and what to do instead
     source = cfg.target.sources["xtreme"]
     with_test = SourceConfig(**{**vars(source), "splits": {"test": SplitConfig(split="test")}})
-    with pytest.raises(XorderError, match=r"test-de\.tsv: line 1: expected 3 fields .*found 2; the file has no labels"):
+    with pytest.raises(XorderError, match=r"test-de\.tsv: line 1: expected 3 fields .*found 2; the label column is missing"):
         read(cfg.target, "test", "de", cache_dir, with_test)
 
 
@@ -143,7 +152,7 @@ def test_sts_benchmark_original_csv(shared_data: Path, cache_dir: Path):
 
 
 def test_squad_json_xquad_has_1190_questions_with_answers_stripped(shared_data: Path, cache_dir: Path):
-    rows = sources._read_squad(shared_data / "squad/xquad.en.json")
+    rows = readers.squad_rows(shared_data / "squad/xquad.en.json")
     assert len(rows) == 1190 and all(r["context"] and r["question"] for r in rows)
     # this copy of XQuAD ships every answer as {"text": "", "answer_start": 0}: it cannot train or score a model,
     # and loading it as a labelled split says so on the first question
@@ -335,8 +344,8 @@ def test_byte_order_marks_are_skipped_and_other_encodings_named(tmp_path: Path, 
     path.write_bytes(("\ufeff" + GOOD * 2).encode("utf-8"))
     rows = read(pawsx_task(), "train", "en", cache_dir, tsv_source(path)).rows
     assert rows[0]["text_a"] == "A sentence."
-    path.write_bytes("Ça va.\tOui.\t1\n".encode("latin-1"))
-    with pytest.raises(XorderError, match=r"train\.tsv: not UTF-8 text \(invalid continuation byte at byte 0\)"):
+    path.write_bytes(GOOD.encode() * 2 + "Ça va.\tOui.\t1\n".encode("latin-1"))
+    with pytest.raises(XorderError, match=r"train\.tsv: line 3: not UTF-8 text \(invalid continuation byte at byte 1 of the line"):
         read(pawsx_task(), "train", "en", cache_dir, tsv_source(path))
 
 
@@ -405,9 +414,10 @@ def bad_pawsx_tree(root: Path, bad_line: str = "Sentence 6.\tOther sentence 6.\t
     ("Sentence 6.\tOther sentence 6.\tparaphrase",
      "row 7: column 'label': label 'paraphrase' is not a class number (map names to ids with labels: {name: id})"),
     ("Sentence 6.\t\t1", "row 7: column 'text_b': empty text"),
-    ("Sentence 6.\tOther sentence 6.", "line 7: expected 3 fields (text_a, text_b, label), found 2; the file has no "
-                                       "labels (XTREME's test files ship without them): evaluate on a slice of dev "
-                                       "instead, e.g. dev: {split: 'dev[1500:]'}"),
+    ("Sentence 6.\tOther sentence 6.", "line 7: expected 3 fields (text_a, text_b, label), found 2; the label column "
+                                       "is missing (a file without labels can neither train nor score a model: if it "
+                                       "is a test file released without them, evaluate on a slice of dev instead, "
+                                       "e.g. dev: {split: 'dev[1500:]'})"),
 ])
 def test_cli_run_on_a_malformed_file_exits_2_with_one_line(tmp_path: Path, cache_dir: Path, bad_line: str,
                                                            problem: str):

@@ -44,7 +44,9 @@ def cell(cfg: DictConfig) -> None:
         checks.config(cfg)  # this cell's values (a sweep sets them per cell); the callback checked the base config
         checks.writable(cfg)
         with lock:
-            if records.completed(record_dir, cfg) and not cfg.force:
+            from xorder.plan import config_hash
+
+            if records.completed(record_dir, cfg, config_hash(cfg)) and not cfg.force:
                 log.info("skip: complete record at %s (force=true reruns it)", record_dir)
                 return
             records.clear_error(record_dir)

@@ -10,7 +10,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from xorder.errors import XorderError
 
 
 def accuracy(gold: Sequence[Any], pred: Sequence[Any]) -> float:
@@ -71,19 +70,7 @@ def squad_f1(gold: Sequence[list[str]], pred: Sequence[str]) -> float:
     return 100.0 * float(np.mean([max(_span_f1(g, p) for g in golds) for golds, p in zip(gold, pred)]))
 
 
-METRICS: dict[str, Callable[[Sequence[Any], Sequence[Any]], float]] = {
-    "accuracy": accuracy,
-    "f1": f1,
-    "pearson": pearson,
-    "spearman": spearman,
-    "exact_match": exact_match,
-}
-SPAN_METRICS = {"f1": squad_f1, "exact_match": exact_match}
-
-
-def compute(kind: str, names: list[str], gold: Sequence[Any], pred: Sequence[Any]) -> dict[str, float]:
-    table = SPAN_METRICS if kind == "extractive_qa" else METRICS
-    unknown = [n for n in names if n not in table]
-    if unknown:
-        raise XorderError(f"unknown metric {unknown[0]!r} for {kind} (valid: {', '.join(table)})")
-    return {name: table[name](gold, pred) for name in names}
+Metric = Callable[[Sequence[Any], Sequence[Any]], float]
+# metrics of one label or score per example (or per tagged word), and of answer spans; each kind names its table
+GENERAL: dict[str, Metric] = {"accuracy": accuracy, "f1": f1, "pearson": pearson, "spearman": spearman}
+SPAN: dict[str, Metric] = {"f1": squad_f1, "exact_match": exact_match}

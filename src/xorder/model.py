@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
+from xorder import kinds
 from xorder.config import ModelConfig, TaskConfig
 from xorder.errors import XorderError
 
@@ -93,79 +93,6 @@ def lm_head_of(backbone: nn.Module) -> nn.Module | None:
     return rest[0] if len(rest) == 1 else None
 
 
-class PooledHead(nn.Module):
-    """The first token's state -> dense + tanh -> classes (RoBERTa's classification head)."""
-
-    def __init__(self, hidden: int, outputs: int, dropout: float) -> None:
-        super().__init__()
-        self.dense = nn.Linear(hidden, hidden)
-        self.dropout = nn.Dropout(dropout)
-        self.out = nn.Linear(hidden, outputs)
-
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(states[:, 0])
-        x = torch.tanh(self.dense(x))
-        return self.out(self.dropout(x))
-
-
-class Head(nn.Module):
-    """One task's head and loss; returns (loss, outputs) where outputs are what evaluation needs."""
-
-    def __init__(self, kind: str, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None = None) -> None:
-        super().__init__()
-        self.kind = kind
-        if kind in ("classification", "regression", "multiple_choice"):
-            outputs = {"classification": n_labels, "regression": 1, "multiple_choice": 1}[kind]
-            self.net = PooledHead(hidden, outputs, dropout)
-        elif kind == "extractive_qa":
-            self.net = nn.Linear(hidden, 2)
-        elif kind == "tagging":
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_labels))
-        elif kind == "mlm":
-            if lm_head is None:
-                raise XorderError("this model has no masked-LM head, so it cannot train multilingual=mlm")
-            self.net = lm_head  # shared with the backbone, so it travels to later stages
-        else:
-            raise XorderError(f"unknown head kind {kind!r}")
-
-    def forward(self, states: torch.Tensor, batch: dict[str, torch.Tensor], n_choices: int = 0):
-        if self.kind == "classification":
-            logits = self.net(states)
-            return _loss(F.cross_entropy, logits, batch), logits
-        if self.kind == "regression":
-            scores = self.net(states).squeeze(-1)
-            return _loss(F.mse_loss, scores, batch, float_labels=True), scores
-        if self.kind == "multiple_choice":
-            logits = self.net(states).view(-1, n_choices)
-            return _loss(F.cross_entropy, logits, batch), logits
-        if self.kind == "extractive_qa":
-            start, end = self.net(states).split(1, dim=-1)
-            start, end = start.squeeze(-1), end.squeeze(-1)
-            mask = batch["attention_mask"] == 0
-            start, end = start.masked_fill(mask, -1e4), end.masked_fill(mask, -1e4)
-            loss = None
-            if "start_positions" in batch:
-                loss = (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
-            return loss, torch.stack([start, end], dim=-1)
-        if self.kind == "tagging":
-            logits = self.net(states)
-            loss = F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten(), ignore_index=-100) if "labels" in batch else None
-            return loss, logits
-        # mlm: score only the masked positions, never the whole vocabulary at every position
-        labels = batch["labels"]
-        masked = labels != -100
-        logits = self.net(states[masked])
-        loss = F.cross_entropy(logits.float(), labels[masked]) if masked.any() else states.sum() * 0.0
-        return loss, logits
-
-
-def _loss(fn: Any, outputs: torch.Tensor, batch: dict[str, torch.Tensor], float_labels: bool = False):
-    if "labels" not in batch:
-        return None
-    labels = batch["labels"].float() if float_labels else batch["labels"]
-    return fn(outputs.float(), labels)
-
-
 class MultiTaskModel(nn.Module):
     """One backbone, a head per task of the stage; `forward(head, batch)` runs one task's batch."""
 
@@ -176,26 +103,20 @@ class MultiTaskModel(nn.Module):
         hidden = config.hidden_size
         dropout = getattr(config, "hidden_dropout_prob", 0.1)
         lm_head = lm_head_of(backbone)
-        heads = {name: Head(spec.kind, hidden, len(label_names.get(name, [])), dropout,
-                            lm_head if spec.kind == "mlm" else None) for name, spec in tasks.items()}
-        self.heads = nn.ModuleDict(heads)
-        self.kinds = {name: spec.kind for name, spec in tasks.items()}
-        if lm_head is not None and "mlm" not in self.kinds.values():
-            # the LM head travels but does not train outside MLM stages (its decoder is the tied embedding)
+        self.kinds = {name: kinds.get(spec.kind) for name, spec in tasks.items()}
+        self.heads = nn.ModuleDict({name: kind.head(hidden, len(label_names.get(name, [])), dropout, lm_head)
+                                    for name, kind in self.kinds.items()})
+        if lm_head is not None and not any(head is lm_head for head in self.heads.values()):
+            # the LM head travels but trains only where a head is the LM head (its decoder is the tied embedding)
             tied = {id(p) for p in encoder_of(backbone).parameters()}
             for param in lm_head.parameters():
                 if id(param) not in tied:
                     param.requires_grad_(False)
 
-    def forward(self, head: str, batch: dict[str, torch.Tensor]):
+    def forward(self, head: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
         kind = self.kinds[head]
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        n_choices = 0
-        if kind == "multiple_choice":
-            n_choices = inputs["input_ids"].shape[1]
-            inputs = {k: v.flatten(0, 1) for k, v in inputs.items()}
-        states = encoder_of(self.backbone)(**inputs).last_hidden_state
-        return self.heads[head](states, batch, n_choices)
+        states = encoder_of(self.backbone)(**kind.encoder_inputs(batch)).last_hidden_state
+        return kind.forward(self.heads[head], states, batch)
 
 
 def save_backbone(model: MultiTaskModel, tokenizer: Any, out: Path, state_dict: dict[str, Any] | None = None) -> None:

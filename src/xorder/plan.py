@@ -8,14 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from xorder.config import PhaseConfig, SourceConfig, TaskConfig, TrainerConfig, XorderConfig
 from xorder.errors import XorderError
-from xorder.registry import resolved_source
 
 # Bump when a change to the training code changes what a stage computes: old cache entries then miss.
 STAGE_FORMAT = 2
@@ -40,11 +39,37 @@ class Component:
 
 
 @dataclass(frozen=True)
+class StageHParams:
+    """The hyperparameters that shape a stage's weights (logging and checkpoint cadence are not among them).
+    Serialised with `asdict` into the stage hash: the field names and order are part of every hash."""
+
+    processes: int
+    precision: str
+    lr: float
+    weight_decay: float
+    adam_epsilon: float
+    warmup_ratio: float
+    max_grad_norm: float
+    batch_size: int
+    grad_accum: int
+    max_length: int
+    epochs: float
+    max_steps: int | None
+    eval_every: int
+    eval_examples: int | None
+    patience: int | None
+    group_by_length: bool
+    sampling: str
+    sampling_temperature: float
+    max_examples_per_task: int | None
+
+
+@dataclass(frozen=True)
 class StageSpec:
     index: int
     name: str  # english | multilingual | joint | target
     components: tuple[Component, ...]
-    hparams: dict[str, Any]
+    hparams: StageHParams
     seed: int
     parent: str  # hash of the stage before, or the base model's identity
     hash: str = field(default="")
@@ -80,29 +105,47 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1) -> dict[str, Any]:
-    """The hyperparameters that shape a stage's weights (logging and checkpoint cadence excluded)."""
-    return {
-        "processes": processes,
-        "precision": trainer.precision,
-        "lr": phase.lr if phase.lr is not None else trainer.lr,
-        "weight_decay": trainer.weight_decay,
-        "adam_epsilon": trainer.adam_epsilon,
-        "warmup_ratio": trainer.warmup_ratio,
-        "max_grad_norm": trainer.max_grad_norm,
-        "batch_size": phase.batch_size or trainer.batch_size,
-        "grad_accum": phase.grad_accum or trainer.grad_accum,
-        "max_length": trainer.max_length,
-        "epochs": phase.epochs,
-        "max_steps": phase.max_steps,
-        "eval_every": trainer.eval_every,
-        "eval_examples": phase.eval_examples if phase.eval_examples is not None else trainer.eval_examples,
-        "patience": trainer.patience if phase.early_stopping else None,
-        "group_by_length": trainer.group_by_length,
-        "sampling": trainer.sampling,
-        "sampling_temperature": trainer.sampling_temperature,
-        "max_examples_per_task": trainer.max_examples_per_task,
-    }
+def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1) -> StageHParams:
+    return StageHParams(
+        processes=processes,
+        precision=trainer.precision,
+        lr=phase.lr if phase.lr is not None else trainer.lr,
+        weight_decay=trainer.weight_decay,
+        adam_epsilon=trainer.adam_epsilon,
+        warmup_ratio=trainer.warmup_ratio,
+        max_grad_norm=trainer.max_grad_norm,
+        batch_size=phase.batch_size or trainer.batch_size,
+        grad_accum=phase.grad_accum or trainer.grad_accum,
+        max_length=trainer.max_length,
+        epochs=phase.epochs,
+        max_steps=phase.max_steps,
+        eval_every=trainer.eval_every,
+        eval_examples=phase.eval_examples if phase.eval_examples is not None else trainer.eval_examples,
+        patience=trainer.patience if phase.early_stopping else None,
+        group_by_length=trainer.group_by_length,
+        sampling=trainer.sampling,
+        sampling_temperature=trainer.sampling_temperature,
+        max_examples_per_task=trainer.max_examples_per_task,
+    )
+
+
+def resolved_source(spec: TaskConfig, preferred: str | None, translations: bool = False) -> str:
+    """Which named source a task reads: its own `source`, else the run-wide preference, else its default."""
+    chosen = spec.translation_source if translations else spec.source
+    table = spec.translations if translations else spec.sources
+    default = spec.default_translation_source if translations else spec.default_source
+    if chosen is None:
+        chosen = preferred if preferred in table else default
+    key = "translation_source" if translations else "source"
+    what = "machine-translated training data" if translations else "data source"
+    valid = ", ".join(sorted(table)) or "none"
+    if chosen is None:
+        hint = ", or use multilingual=mlm" if translations else ""
+        raise XorderError(f"task {spec.name!r} has no default {what} (available: {valid}); choose one with "
+                          f"task.{spec.name}.{key}=NAME{hint}")
+    if chosen not in table:
+        raise XorderError(f"task {spec.name!r} has no {what} named {chosen!r} (available: {valid})")
+    return chosen
 
 
 def _english(cfg: XorderConfig) -> list[Component]:
@@ -180,7 +223,7 @@ def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[S
         else:
             raise XorderError(f"order {cfg.order.name!r} names an unknown stage {name!r} (valid: {', '.join(builders)})")
         stage = StageSpec(index, name, tuple(comps), stage_hparams(cfg.trainer, phase, processes), cfg.seed, parent)
-        stage = StageSpec(**{**stage.__dict__, "hash": stage_hash(stage, cfg)})
+        stage = replace(stage, hash=stage_hash(stage, cfg))
         stages.append(stage)
         parent = stage.hash
     return stages
@@ -192,7 +235,7 @@ def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
         "format": STAGE_FORMAT,
         "parent": stage.parent,
         "components": [_component_identity(c, cfg) for c in stage.components],
-        "hparams": stage.hparams,
+        "hparams": asdict(stage.hparams),
         "seed": stage.seed,
     }
     return _digest(payload)
@@ -205,13 +248,24 @@ def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
         task.pop(key)
     source = asdict(comp.source)
     if source["format"] == "synthetic":
-        from xorder.data import synthetic
+        from xorder import lexicon
 
-        source["generator"] = synthetic.VERSION
+        source["generator"] = lexicon.VERSION
         source["examples"] = cfg.data.synthetic_examples
     return {"task": task, "variant": comp.variant, "source": source, "languages": list(comp.languages),
             "max_examples": comp.max_examples, "mlm_probability": comp.mlm_probability}
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+def config_hash(cfg: DictConfig | XorderConfig, processes: int | None = None) -> str:
+    """What a record's numbers depend on: the content hashes of the cell's stages (base model, data,
+    hyperparameters, seed, processes; the target's evaluation sets). Cells that differ only in an axis
+    the order does not use (the task of the baseline) have the same hash and share one record."""
+    return stages_hash(plan(cfg, processes))
+
+
+def stages_hash(stages: list[StageSpec]) -> str:
+    return _digest([stage.hash for stage in stages], 16)
+
+
+def _digest(obj: Any, length: int = 20) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]

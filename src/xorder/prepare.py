@@ -19,37 +19,18 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from xorder.data.fetch import DataNeed, fetch_data, stage_needs
+from xorder.data.readers import offline
 from xorder.errors import XorderError
-from xorder.data.sources import offline
 from xorder.registry import expand
 
 USAGE = "usage: xorder prepare [-m] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands sweeps)"
 _CHECK = "--check-offline"  # internal: the child process that loads everything with the network off
 SMALL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py", "*.md"]
-
-
-@dataclass(frozen=True)
-class DataNeed:
-    task: Any  # TaskConfig
-    source_name: str
-    source: Any  # SourceConfig
-    role: str
-    lang: str
-    cap: int | None
-    cache_dir: str
-    synthetic_examples: int
-
-    @property
-    def key(self) -> str:
-        return json.dumps([self.task.name, self.task.kind, asdict(self.source), self.role, self.lang, self.cap,
-                           self.cache_dir, self.synthetic_examples], sort_keys=True, default=str)
-
-    def label(self) -> str:
-        return f"{self.task.name} {self.role} {self.lang} ({self.source_name})"
 
 
 @dataclass(frozen=True)
@@ -116,40 +97,6 @@ def collect(cells: list[list[str]]) -> tuple[list[ModelNeed], list[DataNeed]]:
     return list(models.values()), list(data.values())
 
 
-def stage_needs(stage: Any, cache_dir: str, synthetic_examples: int) -> Iterator[DataNeed]:
-    """What `data.stage.prepare` reads for one stage, in the same walk (`data.stage.reads`)."""
-    from xorder.data.stage import reads
-
-    for comp, role, lang, cap in reads(stage):
-        yield DataNeed(comp.task, comp.source_name, comp.source, role, lang, cap, cache_dir, synthetic_examples)
-
-
-def validate(cfg: Any, stages: list[Any] | None = None) -> int:
-    """Read and check every split that `stages` (default: all of the cell's) will read, before any of them
-    trains: a malformed target file then stops a cell before its intermediate stages spend hours. Raises the
-    first XorderError (file, row and column); returns the number of splits checked. Meant for `run_cell`, with
-    the stages the stage cache does not hold yet."""
-    from xorder.plan import plan, to_typed
-
-    cfg = to_typed(cfg)
-    cache_dir = str(Path(cfg.cache_dir).expanduser())
-    seen: set[str] = set()
-    for stage in plan(cfg) if stages is None else stages:
-        for need in stage_needs(stage, cache_dir, cfg.data.synthetic_examples):
-            if need.key not in seen:
-                seen.add(need.key)
-                fetch_data(need)
-    return len(seen)
-
-
-def fetch_data(need: DataNeed) -> Any:
-    """Load (download, stream, materialize or just read) one split and validate every row."""
-    from xorder.data.sources import load_split
-
-    return load_split(need.task, need.source, need.role, need.lang, cache_dir=need.cache_dir,
-                      synthetic_examples=need.synthetic_examples, max_examples=need.cap)
-
-
 def fetch_all(data: list[DataNeed]) -> Iterator[str]:
     """Fetch every split; one line per task, split and source, with the rows found in each language."""
     group: tuple[str, str, str] | None = None
@@ -169,7 +116,7 @@ def fetch_all(data: list[DataNeed]) -> Iterator[str]:
             counts, origins = [], []
         group = key
         loaded = fetch_data(need)
-        counts.append(f"{need.lang}={len(loaded.rows) if loaded is not None else 0}")
+        counts.append(f"{need.lang}={len(loaded.dataset) if loaded is not None else 0}")
         origins.append(loaded.where if loaded is not None else "no such split")
     if group is not None:
         yield line()
@@ -245,7 +192,8 @@ def _check_offline(cells: list[list[str]]) -> int:
 
 def local_folders(data: list[DataNeed]) -> list[str]:
     """The folders of the local files that the cells read (the fixed part of each path template)."""
-    from xorder.data.sources import LOCAL_FORMATS, split_config
+    from xorder.data.readers import LOCAL_FORMATS
+    from xorder.data.sources import split_config
 
     folders = set()
     for need in data:

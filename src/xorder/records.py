@@ -3,16 +3,15 @@ the resolved config, per-example predictions and the log. Tables are built from 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from xorder.errors import XorderError
+from xorder.fileio import write_atomic
 
 SCHEMA = "xorder.run/1"
 METRICS = "metrics.json"
@@ -127,23 +126,6 @@ def science_config(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(node, resolve=True)
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """What a record's numbers depend on: the content hashes of the cell's stages (base model, data,
-    hyperparameters, seed, processes; the target's evaluation sets). Cells that differ only in an axis
-    the order does not use (the task of the baseline) have the same hash and share one record."""
-    from xorder.plan import plan
-
-    return stages_hash(plan(cfg))
-
-
-def stages_hash(stages: list[Any]) -> str:
-    return _digest([stage.hash for stage in stages])
-
-
-def _digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def read_metrics(record_dir: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(record_dir) / METRICS
     if not path.is_file():
@@ -154,13 +136,14 @@ def read_metrics(record_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
-def completed(record_dir: str | os.PathLike, cfg: DictConfig) -> bool:
-    """True when the directory holds a complete record of this very config. A complete record of a
-    different config (say another learning rate under the same axes) is an error, never silently reused."""
+def completed(record_dir: str | os.PathLike, cfg: DictConfig, config_hash: str) -> bool:
+    """True when the directory holds a complete record of this very config (`config_hash`: `plan.config_hash`).
+    A complete record of a different config (say another learning rate under the same axes) is an error, never
+    silently reused."""
     metrics = read_metrics(record_dir)
     if metrics is None or metrics.get("schema") != SCHEMA:
         return False
-    if metrics.get("provenance", {}).get("config_hash") == config_hash(cfg) or cfg.force:
+    if metrics.get("provenance", {}).get("config_hash") == config_hash or cfg.force:
         return True
     differs = _differing_keys(_load_yaml(Path(record_dir) / CONFIG), science_config(cfg))
     raise XorderError(
@@ -189,31 +172,6 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 def _differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     a, b = flatten(old), flatten(new)
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
-
-
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; records are shared like any file written here
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def cell_lock(record_dir: str | os.PathLike, timeout: float = -1):

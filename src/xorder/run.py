@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import time
+from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,16 @@ from omegaconf import DictConfig, OmegaConf
 import xorder
 from xorder import records
 from xorder.config import XorderConfig
+from xorder.data.fetch import validate
 from xorder.data.stage import DataSettings, prepare
 from xorder.evaluate import EvalResult, primary, select
+from xorder.fileio import write_atomic, write_json
 from xorder.model import MultiTaskModel, load_backbone, load_tokenizer, resolve_path, save_backbone
-from xorder.plan import StageSpec, plan, to_typed
-from xorder.prepare import validate
-from xorder.stages import StageCache
+from xorder.plan import StageSpec, plan, stages_hash, to_typed
+from xorder.stage_cache import StageCache, StageDir
 from xorder.train import best_backbone, mixed_precision, train_stage
 
 log = logging.getLogger("xorder")
-EVALS = "evals"
 
 
 def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
@@ -85,21 +86,21 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     # every file of every stage still to train is checked before any trains; the first of them reads and
     # checks its own data right before it trains, so only the later ones are read ahead
     with accelerator.main_process_first():
-        validate(cfg, [s for s in stages if not cache.is_complete(s)][1:])
+        validate(cfg, [s for s in stages if not cache.dir(s).is_complete()][1:])
 
     source, revision = base, cfg.model.revision
     entries = []
     for stage in stages:
         begin = time.time()
         summary, reused = cache.obtain(
-            stage, lambda work, stage=stage, source=source, revision=revision: _train(
-                stage, cfg, source, revision, tokenizer, accelerator, work))
+            stage, lambda folder, stage=stage, source=source, revision=revision: _train(
+                stage, cfg, source, revision, tokenizer, accelerator, folder))
         log.info("stage %s [%s]: %s in %.1fs", stage.name, stage.hash[:8], "reused" if reused else "trained",
                  time.time() - begin)
         entries.append({"name": stage.name, "hash": stage.hash, "tasks": sorted(stage.heads),
                         "languages": stage.languages, "steps": summary["steps"], "seconds": summary["seconds"],
                         "reused": reused})
-        source, revision = str(cache.path(stage) / "model"), None
+        source, revision = str(cache.dir(stage).model), None
     target = stages[-1]
     summary = cache.summary(target)
     chosen = select(summary["history"], cfg.target.train_language, primary(cfg.target))
@@ -110,10 +111,10 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         "scores": {name: sel["scores"] for name, sel in chosen.items()},
         "selected_steps": {name: sel["steps"] for name, sel in chosen.items()},
         "stages": entries,
-        "provenance": _provenance(accelerator, started, records.stages_hash(stages)),
+        "provenance": _provenance(accelerator, started, stages_hash(stages)),
     }
     if accelerator.is_main_process:
-        _write_record(Path(record_dir), dcfg, metrics, cache.path(target) / EVALS, chosen)
+        _write_record(Path(record_dir), dcfg, metrics, cache.dir(target).evals, chosen)
         print(summary_table(metrics))
         print(f"record: {Path(record_dir) / records.METRICS}")
     accelerator.wait_for_everyone()
@@ -122,7 +123,7 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
 
 
 def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | None, tokenizer: Any,
-           accelerator: Any, work: Path) -> dict[str, Any]:
+           accelerator: Any, folder: StageDir) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     set_seed(stage.seed)
@@ -132,27 +133,27 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
         data = prepare(stage, tokenizer, settings)
     backbone = load_backbone(source, revision)
     model = MultiTaskModel(backbone, stage.heads, data.label_names)
-    keep_best = not stage.is_target and hp["patience"] is not None
+    keep_best = not stage.is_target and hp.patience is not None
     if stage.is_target:
         score_of = _target_score(stage, cfg.target.train_language)
-        on_eval = _write_predictions(work / EVALS, accelerator)
+        on_eval = _write_predictions(folder.evals, accelerator)
     else:
         score_of, on_eval = _mean_primary, None
-    state = train_stage(stage, data, model, tokenizer, accelerator, work, score_of=score_of, on_eval=on_eval,
+    state = train_stage(stage, data, model, tokenizer, accelerator, folder, score_of=score_of, on_eval=on_eval,
                         keep_best=keep_best, save_every=trainer.save_every, log_every=trainer.log_every,
                         eval_batch_size=trainer.eval_batch_size, num_workers=trainer.num_workers)
     if not stage.is_target:
         state_dict = accelerator.get_state_dict(model)  # every rank: FSDP gathers shards here
-        if keep_best and (work / "state" / "best").exists():
-            state_dict = best_backbone(work / "state" / "best")
+        if keep_best and folder.best.exists():
+            state_dict = best_backbone(folder.best)
         if accelerator.is_main_process:
-            save_backbone(accelerator.unwrap_model(model), tokenizer, work / "model", state_dict)
+            save_backbone(accelerator.unwrap_model(model), tokenizer, folder.model, state_dict)
     accelerator.free_memory()
     return {
         "name": stage.name, "hash": stage.hash, "tasks": sorted(stage.heads), "languages": stage.languages,
         "steps": state.step, "total_steps": state.total_steps, "seconds": round(state.seconds, 3),
         "examples": state.examples, "best_step": state.best_step, "best_score": state.best_score,
-        "stopped_early": state.stopped_early, "hparams": hp, "history": state.history,
+        "stopped_early": state.stopped_early, "hparams": asdict(hp), "history": state.history,
         "label_names": data.label_names, "processes": accelerator.num_processes,
         "precision": accelerator.mixed_precision,
     }
@@ -217,9 +218,9 @@ def _write_record(record_dir: Path, dcfg: DictConfig, metrics: dict[str, Any], e
     predictions = pd.concat(frames, ignore_index=True)
     buffer = io.BytesIO()
     predictions.to_parquet(buffer, index=False)
-    records.write_atomic(record_dir / records.PREDICTIONS, buffer.getvalue())
-    records.write_atomic(record_dir / records.CONFIG, OmegaConf.to_yaml(records.science_config(dcfg)))
-    records.write_json(record_dir / records.METRICS, metrics)
+    write_atomic(record_dir / records.PREDICTIONS, buffer.getvalue())
+    write_atomic(record_dir / records.CONFIG, OmegaConf.to_yaml(records.science_config(dcfg)))
+    write_json(record_dir / records.METRICS, metrics)
 
 
 def _provenance(accelerator: Any, started: datetime, config_hash: str) -> dict[str, Any]:

@@ -3,14 +3,13 @@ and which of its stages are cached, read from the run records and the stage cach
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from xorder import records, registry
 from xorder.errors import XorderError
-from xorder.plan import StageSpec, plan
-from xorder.stages import DONE
+from xorder.plan import StageSpec, config_hash, plan
+from xorder.stage_cache import StageDir
 
 
 @dataclass
@@ -22,15 +21,13 @@ class CellStatus:
 
 
 def stage_state(cache_root: Path, stage: StageSpec) -> str:
-    folder = cache_root / stage.hash
-    if (folder / DONE).is_file():
+    folder = StageDir(cache_root / stage.hash)
+    if folder.is_complete():
         return "cached"
-    if records.is_locked(str(folder) + ".lock"):
+    if records.is_locked(folder.lock):
         return "training"
-    loop = folder / "state" / "checkpoint" / "loop.json"
-    if loop.is_file():
-        return f"partial@{json.loads(loop.read_text())['step']}"
-    return "missing"
+    step = folder.checkpoint_step()
+    return "missing" if step is None else f"partial@{step}"
 
 
 def cell_status(overrides: list[str]) -> CellStatus:
@@ -44,7 +41,7 @@ def cell_status(overrides: list[str]) -> CellStatus:
         state = "running"
     elif records.read_metrics(record_dir) is not None:
         try:
-            state = "done" if records.completed(record_dir, cfg) else "missing"
+            state = "done" if records.completed(record_dir, cfg, config_hash(cfg)) else "missing"
         except XorderError as err:
             state, detail = "stale", str(err)
     elif (error := records.read_error(record_dir)) is not None:

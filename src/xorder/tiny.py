@@ -27,9 +27,9 @@ ARCHITECTURE = dict(
 
 def name() -> str:
     """Changes when the builder or the corpus its tokenizer is trained on changes."""
-    from xorder.data import synthetic
+    from xorder import lexicon
 
-    return f"tiny-v{VERSION}-corpus{synthetic.VERSION}"
+    return f"tiny-v{VERSION}-corpus{lexicon.VERSION}"
 
 
 def path(cache_dir: str | os.PathLike) -> Path:

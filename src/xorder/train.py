@@ -23,11 +23,12 @@ from torch.utils.data import DataLoader
 from xorder.data.batching import Collator, LengthGroupedBatchSampler, sampling_weights
 from xorder.data.stage import StageData
 from xorder.evaluate import EvalResult, predict
-from xorder.plan import StageSpec
+from xorder.fileio import swap_dir
+from xorder.plan import StageHParams, StageSpec
+from xorder.stage_cache import StageDir
 
 log = logging.getLogger("xorder")
 
-CHECKPOINT = "checkpoint"
 LOOP_STATE = "loop.json"
 
 
@@ -62,13 +63,13 @@ def _own_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _optimizer(model: torch.nn.Module, hp: dict[str, Any]) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, hp: StageHParams) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [{"params": decay, "weight_decay": hp["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=hp["lr"], eps=hp["adam_epsilon"])
+    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=hp.lr, eps=hp.adam_epsilon)
 
 
 class _Streams:
@@ -108,7 +109,7 @@ def train_stage(
     model: torch.nn.Module,
     tokenizer: Any,
     accelerator: Any,
-    work_dir: Path,
+    folder: StageDir,
     *,
     score_of: Callable[[list[EvalResult]], float | None],
     on_eval: Callable[[int, list[EvalResult]], None] | None = None,
@@ -118,63 +119,62 @@ def train_stage(
     eval_batch_size: int = 64,
     num_workers: int = 0,
 ) -> LoopState:
-    """Train one stage in `work_dir` (resuming from its checkpoint if one is there); returns the loop state.
-    With `keep_best`, the weights of the best evaluation are in work_dir/best when it returns."""
+    """Train one stage in `folder` (resuming from its checkpoint if one is there); returns the loop state.
+    With `keep_best`, the weights of the best evaluation are in folder.best when it returns."""
     from transformers import get_linear_schedule_with_warmup
 
     hp = stage.hparams
-    state_dir = work_dir / "state"
-    state = _load_loop_state(state_dir / CHECKPOINT)
+    state = _load_loop_state(folder.checkpoint)
     resumed = state is not None
     state = state or LoopState()
 
-    samplers = {ts.name: LengthGroupedBatchSampler(list(ts.features["length"]), hp["batch_size"], stage.seed,
-                                                   hp["group_by_length"]) for ts in data.train}
+    samplers = {ts.name: LengthGroupedBatchSampler(list(ts.features["length"]), hp.batch_size, stage.seed,
+                                                   hp.group_by_length) for ts in data.train}
     loaders = {
         ts.name: DataLoader(ts.features, batch_sampler=samplers[ts.name], num_workers=num_workers,
-                            collate_fn=Collator(ts.task.kind, tokenizer, ts.mlm_probability),
+                            collate_fn=Collator(ts.kind, tokenizer, ts.mlm_probability),
                             generator=_own_generator(stage.seed))
         for ts in data.train
     }
-    for ev in data.evals:
-        ev.loader = DataLoader(
+    eval_loaders = [
+        DataLoader(
             ev.features, num_workers=num_workers,
             batch_sampler=LengthGroupedBatchSampler(list(ev.features["length"]), eval_batch_size, 0, shuffle=False),
-            collate_fn=Collator(ev.task.kind, tokenizer, data_mlm_probability(data, ev.head)),
-            generator=_own_generator(0),
+            collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability), generator=_own_generator(0),
         )
-    accelerator.gradient_accumulation_steps = hp["grad_accum"]
+        for ev in data.evals
+    ]
+    accelerator.gradient_accumulation_steps = hp.grad_accum
     if accelerator.ddp_handler is not None:  # only a multi-task stage leaves heads idle in a batch
         accelerator.ddp_handler.find_unused_parameters = len({ts.head for ts in data.train}) > 1
     model = accelerator.prepare(model)  # before the optimizer sees its parameters, as FSDP needs
     optimizer = accelerator.prepare(_optimizer(model, hp))
-    prepared = accelerator.prepare(*loaders.values(), *[ev.loader for ev in data.evals])
+    prepared = accelerator.prepare(*loaders.values(), *eval_loaders)
     prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
     loaders = dict(zip(loaders, prepared[: len(loaders)]))
-    for ev, loader in zip(data.evals, prepared[len(loaders):]):
-        ev.loader = loader
+    eval_loaders = list(prepared[len(loaders):])
 
     names = list(loaders)
     heads = {ts.name: ts.head for ts in data.train}
     micro_per_epoch = sum(len(loader) for loader in loaders.values())
-    ga = hp["grad_accum"]
-    total = math.ceil(hp["epochs"] * micro_per_epoch / ga)
-    if hp["max_steps"] is not None:
-        total = min(total, hp["max_steps"])
+    ga = hp.grad_accum
+    total = math.ceil(hp.epochs * micro_per_epoch / ga)
+    if hp.max_steps is not None:
+        total = min(total, hp.max_steps)
     total = max(total, 1)
     state.total_steps = total
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp["warmup_ratio"] * total), total)
-    weights = sampling_weights([len(ts.features) for ts in data.train], hp["sampling"], hp["sampling_temperature"])
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
+    weights = sampling_weights([len(ts.features) for ts in data.train], hp.sampling, hp.sampling_temperature)
     rng = np.random.default_rng(stage.seed)
     if resumed:
-        accelerator.load_state(str(state_dir / CHECKPOINT))
-        scheduler.load_state_dict(torch.load(state_dir / CHECKPOINT / "scheduler.pt", weights_only=True))
+        accelerator.load_state(str(folder.checkpoint))
+        scheduler.load_state_dict(torch.load(folder.checkpoint / "scheduler.pt", weights_only=True))
         rng.bit_generator.state = state.rng
         log.info("stage %s: resuming at step %d of %d", stage.name, state.step, total)
     streams = _Streams(loaders, samplers, state, accelerator)
 
-    eval_every = hp["eval_every"]
-    patience = hp["patience"]
+    eval_every = hp.eval_every
+    patience = hp.patience
     model.train()
     started = time.time() - state.seconds
     losses: list[float] = []
@@ -190,8 +190,8 @@ def train_stage(
             with accelerator.accumulate(model):
                 loss, _ = model(heads[name], batch)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and hp["max_grad_norm"]:
-                    accelerator.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+                if accelerator.sync_gradients and hp.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             losses.append(float(loss.detach()))
@@ -208,22 +208,22 @@ def train_stage(
                             step=state.step)
             losses = []
         if state.step % eval_every == 0 or state.step == total:
-            _evaluate(stage, data, model, accelerator, state, score_of, on_eval, keep_best, work_dir, patience)
+            _evaluate(stage, data, eval_loaders, model, accelerator, state, score_of, on_eval, keep_best, folder,
+                      patience)
         state.seconds = time.time() - started
         if state.step % save_every == 0 and state.step < total and not state.stopped_early:
             state.rng = rng.bit_generator.state
-            _save_checkpoint(accelerator, scheduler, state, state_dir)
+            _save_checkpoint(accelerator, scheduler, state, folder.checkpoint)
     bar.close()
     state.seconds = time.time() - started
     return state
 
 
-def data_mlm_probability(data: StageData, head: str) -> float | None:
-    return next((ts.mlm_probability for ts in data.train if ts.head == head), None)
-
-
-def _evaluate(stage, data, model, accelerator, state, score_of, on_eval, keep_best, work_dir, patience) -> None:
-    results = [predict(model, ev, accelerator) for ev in data.evals]
+def _evaluate(stage: StageSpec, data: StageData, loaders: list[Any], model: torch.nn.Module, accelerator: Any,
+              state: LoopState, score_of: Callable[[list[EvalResult]], float | None],
+              on_eval: Callable[[int, list[EvalResult]], None] | None, keep_best: bool, folder: StageDir,
+              patience: int | None) -> None:
+    results = [predict(model, ev, loader, accelerator) for ev, loader in zip(data.evals, loaders)]
     score = score_of(results)
     entry = {"step": state.step, "score": score,
              "scores": _nest([(r.split, r.language, r.head, r.metrics) for r in results])}
@@ -237,7 +237,7 @@ def _evaluate(stage, data, model, accelerator, state, score_of, on_eval, keep_be
     if state.best_score is None or score > state.best_score:
         state.best_score, state.best_step, state.bad_evals = score, state.step, 0
         if keep_best:
-            _save_best(model, accelerator, work_dir / "state" / "best")
+            _save_best(model, accelerator, folder.best)
     else:
         state.bad_evals += 1
         if patience is not None and state.bad_evals >= patience:
@@ -263,7 +263,7 @@ def _save_best(model: torch.nn.Module, accelerator: Any, path: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         torch.save({k: v for k, v in state_dict.items() if k.startswith("backbone.")}, tmp / "backbone.pt")
-        _swap(tmp, path)
+        swap_dir(tmp, path)
     accelerator.wait_for_everyone()
 
 
@@ -272,18 +272,8 @@ def best_backbone(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path / "backbone.pt", map_location="cpu", weights_only=True)
 
 
-def _swap(tmp: Path, path: Path) -> None:
-    """Replace `path` by `tmp` so that a crash leaves either the old or the new one, never half."""
-    old = path.with_name(path.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _save_checkpoint(accelerator: Any, scheduler: Any, state: LoopState, state_dir: Path) -> None:
-    tmp = state_dir / f"{CHECKPOINT}.tmp"
+def _save_checkpoint(accelerator: Any, scheduler: Any, state: LoopState, checkpoint: Path) -> None:
+    tmp = checkpoint.with_name(checkpoint.name + ".tmp")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -293,7 +283,7 @@ def _save_checkpoint(accelerator: Any, scheduler: Any, state: LoopState, state_d
     if accelerator.is_main_process:
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / LOOP_STATE).write_text(json.dumps(asdict(state)))
-        _swap(tmp, state_dir / CHECKPOINT)
+        swap_dir(tmp, checkpoint)
     accelerator.wait_for_everyone()
 
 

@@ -1,19 +1,17 @@
-"""Batches: dynamic padding per head kind (transformers' collators where one fits), length-grouped batch
+"""Batches: dynamic padding per head kind (each kind's collator), length-grouped batch
 sampling, and the choice of task for each batch of a multi-task stage."""
 
 from __future__ import annotations
 
 import math
-import zlib
 from typing import Any, Iterator
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from xorder.data.encode import IGNORE
-
-MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+from xorder.errors import XorderError
+from xorder.kinds.base import Kind
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
@@ -46,56 +44,17 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
 
 
 class Collator:
-    """Pads a list of features of one head kind into tensors; `row` (the example index) rides along."""
+    """Pads a list of features into tensors the way their head kind needs; `row` (the example index) and, in
+    evaluation, `feature` (the feature's position) ride along."""
 
-    def __init__(self, kind: str, tokenizer: Any, mlm_probability: float | None = None) -> None:
-        from transformers import DataCollatorForLanguageModeling, DataCollatorForTokenClassification, DataCollatorWithPadding
-
-        self.kind, self.tokenizer = kind, tokenizer
-        if kind == "tagging":
-            self.inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
-        elif kind == "mlm":
-            self.inner = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability or 0.15)
-        else:
-            self.inner = DataCollatorWithPadding(tokenizer)
+    def __init__(self, kind: Kind, tokenizer: Any, mlm_probability: float | None = None) -> None:
+        self.inner = kind.collator(tokenizer, mlm_probability)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        rows = torch.tensor([f["row"] for f in features])
-        if self.kind == "multiple_choice":
-            batch = self._multiple_choice(features)
-        else:
-            keep = [k for k in (*MODEL_KEYS, "labels", "start_positions", "end_positions", "special_tokens_mask")
-                    if k in features[0]]
-            batch = self._masked(features, keep) if self.kind == "mlm" else dict(
-                self.inner([{k: f[k] for k in keep} for f in features]))
-            if "offset_mapping" in features[0]:  # extractive QA evaluation: which tokens may start or end an answer
-                width = batch["input_ids"].shape[1]
-                batch["context_mask"] = torch.tensor(
-                    [[int(o[0] >= 0) for o in f["offset_mapping"]] + [0] * (width - len(f["offset_mapping"]))
-                     for f in features])
-            if self.kind == "regression":
-                batch["labels"] = batch["labels"].float()
-        batch["row"] = rows
+        batch = self.inner(features)
+        batch["row"] = torch.tensor([f["row"] for f in features])
         if "feature" in features[0]:
             batch["feature"] = torch.tensor([f["feature"] for f in features])
-        return batch
-
-    def _masked(self, features: list[dict[str, Any]], keep: list[str]) -> dict[str, torch.Tensor]:
-        """MLM masks drawn from a generator seeded by the batch's own tokens: the same batch gets the same
-        masks whenever it is collated (Accelerate collates one batch ahead, so a checkpoint's RNG state
-        would otherwise already include the next batch's masks), and training's random stream is untouched."""
-        tokens = np.concatenate([np.asarray(f["input_ids"], dtype=np.int64) for f in features])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(zlib.crc32(tokens.tobytes()))
-            return dict(self.inner([{k: f[k] for k in keep} for f in features]))
-
-    def _multiple_choice(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        n_choices = len(features[0]["input_ids"])
-        keys = [k for k in MODEL_KEYS if k in features[0]]
-        flat = [{k: f[k][c] for k in keys} for f in features for c in range(n_choices)]
-        padded = self.inner(flat)
-        batch = {k: v.view(len(features), n_choices, -1) for k, v in padded.items()}
-        batch["labels"] = torch.tensor([f["labels"] for f in features])
         return batch
 
 
@@ -109,7 +68,5 @@ def sampling_weights(sizes: list[int], strategy: str, temperature: float) -> np.
     elif strategy == "uniform":
         weights = np.ones_like(sizes_)
     else:
-        from xorder.errors import XorderError
-
         raise XorderError(f"unknown trainer.sampling {strategy!r} (valid: proportional, temperature, uniform)")
     return weights / weights.sum()

@@ -1,39 +1,25 @@
-"""Raw rows -> canonical rows of a head kind, checked one by one.
+"""Raw rows -> canonical rows of a head kind, checked one by one, streamed into an Arrow file.
 
-Canonical columns by head kind (a source's `columns` maps them to its own names):
-  classification, regression   text_a, text_b (optional), label
-  multiple_choice              context, question (optional), choices, label
-  extractive_qa                context, question, answers {text: [...], answer_start: [...]}
-  tagging                      tokens, tags
-  mlm                          text
-Every row also gets `id` (the source's, or split-language-row) and `language`. An optional column mapped to
-null (`columns: {question: null}`) is left out even when the source has a column of that name.
+Every kind names its canonical columns (`xorder.kinds`); a source's `columns` maps them to its own names
+(dotted paths such as 'question.stem', list paths such as 'choices.*.text', or a list of those gathered into one
+list column). Every row also gets `id` (the source's, or split-language-row) and `language`. An optional
+column mapped to null (`columns: {question: null}`) is left out even when the source has a column of that name.
+A bad row stops with one line naming the file, the row (and line) and the column. The rows are never held in
+memory together: they are written in batches, and the Arrow file is what the rest of the pipeline reads.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
+import os
+from pathlib import Path
+from typing import Any, Iterator
 
+from xorder import kinds
 from xorder.config import SourceConfig, TaskConfig
+from xorder.data.readers import BATCH, RawRow
 from xorder.errors import XorderError
 
-REQUIRED = {
-    "classification": ("text_a", "label"),
-    "regression": ("text_a", "label"),
-    "multiple_choice": ("context", "choices", "label"),
-    "extractive_qa": ("context", "question", "answers"),
-    "tagging": ("tokens", "tags"),
-    "mlm": ("text",),
-}
-OPTIONAL = {
-    "classification": ("text_b",),
-    "regression": ("text_b",),
-    "multiple_choice": ("question",),
-    "extractive_qa": (),
-    "tagging": (),
-    "mlm": (),
-}
+MAX_ROW_CHARS = 1_000_000  # longer than any real example: a damaged file or the wrong one, refused before tokenization
 _MISSING = object()
 
 
@@ -47,7 +33,7 @@ def extract(row: Any, spec: Any) -> Any:
         if key == "*":
             if not isinstance(value, list):
                 return _MISSING
-            rest = ".".join(parts[i + 1 :])
+            rest = ".".join(parts[i + 1:])
             return [extract(v, rest) if rest else v for v in value]
         if isinstance(value, dict) and key in value:
             value = value[key]
@@ -56,156 +42,134 @@ def extract(row: Any, spec: Any) -> Any:
     return value
 
 
-def canonicalize(
-    task: TaskConfig, view: SourceConfig, numbered: list[tuple[int, str, Any]], where: str, lang: str, split: str
-) -> list[dict[str, Any]]:
-    """`numbered` holds (row number, the row as named in messages, e.g. 'row 7 (line 8)', raw row)."""
-    kind = task.kind
-    if kind not in REQUIRED:
-        raise XorderError(f"{task.name}: unknown head kind {kind!r} (valid: {', '.join(REQUIRED)})")
-    columns = dict(view.columns or {})
-    mapping = {col: columns.get(col, col) for col in (*REQUIRED[kind], *OPTIONAL[kind])}
-    for col in REQUIRED[kind]:
-        if mapping[col] is None:
-            raise XorderError(f"{task.name}: columns.{col} is null, but a {kind} task needs it")
-    mapping = {col: spec for col, spec in mapping.items() if spec is not None}
-    # an optional column is needed in every row once it is mapped explicitly or found in the first row
-    needed = set(REQUIRED[kind]) | {col for col in OPTIONAL[kind] if col in mapping and col in columns}
-    id_spec = columns.get("id", "id")
-    out = []
-    for number, named, row in numbered:
-        def fail(column: str, problem: str) -> XorderError:
-            return XorderError(f"{where}: {named}: column {column!r}: {problem}")
-
-        if not isinstance(row, dict):
-            raise XorderError(f"{where}: {named}: expected a record with named columns, found {type(row).__name__}")
-        item: dict[str, Any] = {}
-        for col, spec in mapping.items():
-            value = extract(row, spec)
-            if value is _MISSING or (isinstance(value, list) and _MISSING in value):
-                if col in needed:
-                    have = ", ".join(map(str, row))
-                    raise fail(_spec_name(spec), f"missing (the row has: {have}); map it with columns.{col}")
-                continue
-            if not out:
-                needed.add(col)
-            item[col] = (value, _spec_name(spec))
-        rid = extract(row, id_spec) if id_spec is not None else _MISSING
-        item["id"] = str(rid) if rid is not _MISSING and rid is not None else f"{split}-{lang}-{number}"
-        item["language"] = lang
-        _check(task, view, item, fail)
-        out.append(item)
-    return out
-
-
 def _spec_name(spec: Any) -> str:
     return ", ".join(map(str, spec)) if isinstance(spec, (list, tuple)) else str(spec)
 
 
-def _text(value: Any, column: str, fail: Any, allow_empty: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        value = ""
-    if isinstance(value, (dict, list, tuple)):
-        raise fail(column, f"expected text, found a {type(value).__name__} (map a text field with columns)")
-    if not isinstance(value, str):
-        value = str(value)
-    if not value.strip() and not allow_empty:
-        raise fail(column, "empty text")
-    return value
+def _chars(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, (list, tuple)):
+        return sum(_chars(v) for v in value)
+    return 0
 
 
-def _label(task: TaskConfig, view: SourceConfig, value: Any, column: str, fail: Any, n_classes: int) -> int:
-    if view.labels:
-        key = str(value).strip()
-        if key not in view.labels:
-            raise fail(column, f"label {key!r} is not one of {', '.join(map(str, view.labels))}")
-        label = view.labels[key]
-    else:
-        if isinstance(value, bool) or value is None:
-            raise fail(column, f"label {value!r} is not a class number")
-        try:
-            as_float = float(str(value).strip())
-        except ValueError:
-            raise fail(column, f"label {value!r} is not a class number (map names to ids with labels: {{name: id}})") from None
-        if not as_float.is_integer():
-            raise fail(column, f"label {value!r} is not a whole class number")
-        label = int(as_float)
-    if not 0 <= label < n_classes:
-        names = ", ".join(task.label_names) if task.kind != "multiple_choice" else f"{n_classes} choices"
-        raise fail(column, f"label {label} is outside 0..{n_classes - 1} ({names or 'no label names'})")
-    return label
+class Canonicalizer:
+    """Turns the raw rows of one file (or hub split) into canonical rows of the task's kind."""
+
+    def __init__(self, task: TaskConfig, view: SourceConfig, where: str, lang: str, split: str) -> None:
+        self.task, self.view, self.where, self.lang, self.split = task, view, where, lang, split
+        self.kind = kinds.get(task.kind)
+        columns = dict(view.columns or {})
+        mapping = {col: columns.get(col, col) for col in self.kind.columns()}
+        for col in self.kind.schema:
+            if mapping[col] is None:
+                raise XorderError(f"{task.name}: columns.{col} is null, but a {task.kind} task needs it")
+        self.mapping = {col: spec for col, spec in mapping.items() if spec is not None}
+        # an optional column is needed in every row once it is mapped explicitly or found in the first row
+        self.needed = set(self.kind.schema) | {c for c in self.kind.optional if c in self.mapping and c in columns}
+        self.id_spec = columns.get("id", "id")
+        self.first = True
+
+    def __call__(self, number: int, named: str, row: Any) -> dict[str, Any]:
+        def fail(column: str, problem: str) -> XorderError:
+            return XorderError(f"{self.where}: {named}: column {column!r}: {problem}")
+
+        if not isinstance(row, dict):
+            raise XorderError(f"{self.where}: {named}: expected a record with named columns, found {type(row).__name__}")
+        item: dict[str, Any] = {}
+        source: dict[str, str] = {}
+        for col, spec in self.mapping.items():
+            value = extract(row, spec)
+            if value is _MISSING or (isinstance(value, list) and _MISSING in value):
+                if col in self.needed:
+                    have = ", ".join(map(str, row))
+                    raise fail(_spec_name(spec), f"missing (the row has: {have}); map it with columns.{col}")
+                continue
+            if _chars(value) > MAX_ROW_CHARS:
+                raise fail(_spec_name(spec), f"{_chars(value):,} characters, more than any real example "
+                                             f"({MAX_ROW_CHARS:,}): the file is damaged or not this task's data")
+            if self.first:
+                self.needed.add(col)
+            item[col], source[col] = value, _spec_name(spec)
+        self.first = False
+        rid = extract(row, self.id_spec) if self.id_spec is not None else _MISSING
+        self.kind.check(self.task, self.view, item, source, fail)
+        item["id"] = str(rid) if rid is not _MISSING and rid is not None else f"{self.split}-{self.lang}-{number}"
+        item["language"] = self.lang
+        return item
 
 
-def _check(task: TaskConfig, view: SourceConfig, item: dict[str, Any], fail: Any) -> None:
-    """Check and convert the (value, source column) pairs of `item` in place into canonical values."""
-    kind = task.kind
-    col = {key: pair[1] for key, pair in item.items() if isinstance(pair, tuple)}
-    for key in col:
-        item[key] = item[key][0]
-    if kind in ("classification", "regression"):
-        item["text_a"] = _text(item["text_a"], col["text_a"], fail)
-        if "text_b" in item:
-            item["text_b"] = _text(item["text_b"], col["text_b"], fail)
-        if kind == "classification":
-            if not task.label_names:
-                raise XorderError(f"{task.name}: a classification task needs label_names")
-            item["label"] = _label(task, view, item["label"], col["label"], fail, len(task.label_names))
-        else:
-            raw = item["label"]
-            try:
-                if isinstance(raw, bool) or raw is None:
-                    raise ValueError
-                score = float(str(raw).strip()) * view.score_scale
-            except ValueError:
-                raise fail(col["label"], f"score {raw!r} is not a number") from None
-            low, high = task.score_range if task.score_range else (-math.inf, math.inf)
-            if not math.isfinite(score):
-                raise fail(col["label"], f"score {raw!r} is not a finite number")
-            if not low <= score <= high:
-                scaled = f" (after score_scale {view.score_scale:g})" if view.score_scale != 1 else ""
-                raise fail(col["label"], f"score {score:g}{scaled} is outside {low:g}..{high:g}")
-            item["label"] = score
-    elif kind == "multiple_choice":
-        item["context"] = _text(item["context"], col["context"], fail)
-        if "question" in item:
-            item["question"] = _text(item["question"], col["question"], fail, allow_empty=True)
-        choices = item["choices"]
-        if not isinstance(choices, (list, tuple)) or len(choices) < 2:
-            raise fail(col["choices"], "expected a list of at least two answer texts "
-                                       "(map several fields as a list: choices: [answer0, answer1, ...])")
-        item["choices"] = [_text(c, col["choices"], fail) for c in choices]
-        item["label"] = _label(task, view, item["label"], col["label"], fail, len(choices))
-    elif kind == "extractive_qa":
-        context = item["context"] = _text(item["context"], col["context"], fail)
-        item["question"] = _text(item["question"], col["question"], fail)
-        answers = item["answers"]
-        if not isinstance(answers, dict) or "text" not in answers or "answer_start" not in answers:
-            raise fail(col["answers"], "expected {text: [...], answer_start: [...]}")
-        texts, starts = list(answers["text"] or []), list(answers["answer_start"] or [])
-        if len(texts) != len(starts):
-            raise fail(col["answers"], f"{len(texts)} answer texts but {len(starts)} answer_start values")
-        try:
-            starts = [int(s) for s in starts]
-        except (TypeError, ValueError):
-            raise fail(col["answers"], f"answer_start {starts!r} holds something other than character offsets") from None
-        for text, start in zip(texts, starts):
-            if not isinstance(text, str) or not text:
-                raise fail(col["answers"], f"answer {text!r} is not a non-empty text")
-            if start < 0 or context[start : start + len(text)] != text:
-                raise fail(col["answers"], f"answer {text!r} is not at character {start} of the context")
-        item["answers"] = {"text": texts, "answer_start": starts}
-    elif kind == "tagging":
-        tokens, tags = item["tokens"], item["tags"]
-        tokens = tokens.split() if isinstance(tokens, str) else list(tokens)
-        tags = tags.split() if isinstance(tags, str) else list(tags)
-        if not tokens:
-            raise fail(col["tokens"], "no tokens")
-        if len(tokens) != len(tags):
-            raise fail(col["tags"], f"{len(tags)} tags for {len(tokens)} tokens")
-        if task.label_names:
-            bad = next((str(t) for t in tags if str(t) not in task.label_names), None)
-            if bad is not None:
-                raise fail(col["tags"], f"tag {bad!r} is not in the task's label set")
-        item["tokens"], item["tags"] = [str(t) for t in tokens], [str(t) for t in tags]
-    elif kind == "mlm":
-        item["text"] = _text(item["text"], col["text"], fail)
+def named(number: int, line: int | None, unit: str) -> str:
+    """How a row is named in messages: 'row 7', or 'row 7 (line 8)' when the two differ."""
+    return f"{unit} {number}" + (f" (line {line})" if line is not None and line != number else "")
+
+
+def write(rows: Iterator[dict[str, Any]], task: TaskConfig, path: Path) -> int:
+    """Stream canonical rows into an Arrow file at `path` (written under a temporary name, then renamed);
+    returns the number of rows. The columns are the kind's schema plus the optional columns the rows have."""
+    import pyarrow as pa
+    from datasets.arrow_writer import ArrowWriter
+
+    kind = kinds.get(task.kind)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    batch: list[dict[str, Any]] = []
+    writer: ArrowWriter | None = None
+    count = 0
+
+    def flush(schema_rows: list[dict[str, Any]]) -> ArrowWriter:
+        nonlocal writer
+        if writer is None:
+            present = schema_rows[0] if schema_rows else {}
+            fields = [(col, _arrow(kind.columns()[col])) for col in kind.columns() if col in kind.schema or col in present]
+            schema = pa.schema([*fields, ("id", pa.string()), ("language", pa.string())])
+            writer = ArrowWriter(schema=schema, path=str(tmp), writer_batch_size=BATCH)
+        if schema_rows:
+            writer.write_batch({name: [r.get(name) for r in schema_rows] for name in writer.schema.names})
+        return writer
+
+    try:
+        for item in rows:
+            batch.append(item)
+            count += 1
+            if len(batch) >= BATCH:
+                flush(batch)
+                batch = []
+        flush(batch).finalize()
+        writer.close()  # type: ignore[union-attr]
+        os.replace(tmp, path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _arrow(kind_type: Any) -> Any:
+    import pyarrow as pa
+
+    if isinstance(kind_type, list):
+        return pa.list_(_arrow(kind_type[0]))
+    if isinstance(kind_type, dict):
+        return pa.struct([(name, _arrow(value)) for name, value in kind_type.items()])
+    return {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}[kind_type]
+
+
+def canonical_rows(raw: Iterator[RawRow], canon: Canonicalizer, unit: str, language_spec: Any) -> Iterator[dict[str, Any]]:
+    """Canonical rows of one language: with `language_spec` (a column holding each row's language) only the
+    rows of `canon.lang`, numbered as in the file; an error if the file has none."""
+    found: set[str] = set()
+    kept = 0
+    for number, line, row in raw:
+        if language_spec is not None:
+            language = str(extract(row, language_spec))
+            if language != canon.lang:
+                if len(found) < 50:
+                    found.add(language)
+                continue
+        kept += 1
+        yield canon(number, named(number, line, unit), row)
+    if language_spec is not None and not kept:
+        raise XorderError(f"{canon.where}: no rows with {language_spec!r} = {canon.lang!r} "
+                          f"(found: {', '.join(sorted(found)[:20])})")

@@ -1,23 +1,34 @@
-"""Canonical rows -> model features, through `datasets.map` with a cache file per (data, tokenizer,
-max length, task, split) fingerprint, so a second run or a second cell skips tokenization."""
+"""Canonical rows -> model features through a batched `datasets.map`, cached per (data, tokenizer, max length, task,
+train/eval) fingerprint under `cache_dir/tokenized`, so a second run or a second cell tokenizes nothing.
+
+A cache entry is complete only when its marker, written after the Arrow file(s), says so and their sizes still
+match: a truncated or half-written entry is tokenized again, never read. Large sets are tokenized by several
+processes where the machine has the cores."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
+from xorder import kinds
 from xorder.config import TaskConfig
+from xorder.fileio import read_json, write_json
 
-ENCODE_VERSION = 2
-IGNORE = -100  # label of positions that carry no loss
+ENCODE_VERSION = 3
+PARALLEL_ROWS = 50_000  # below this, starting worker processes costs more than it saves
 _IDENTITIES: dict[int, tuple[Any, str]] = {}
+log = logging.getLogger("xorder")
 
 
 def tokenizer_identity(tokenizer: Any) -> str:
-    """Class, path, size, sides, and a hash of the whole tokenizer definition where the tokenizer has one
-    (fast tokenizers): two tokenizers that split text differently never share tokenized data."""
+    """Class, size, sides, and a hash of the whole tokenizer definition where the tokenizer has one (fast
+    tokenizers): two tokenizers that split text differently never share tokenized data. Where the tokenizer
+    lives is left out, so a moved or copied cache_dir stays valid."""
     known = _IDENTITIES.get(id(tokenizer))
     if known is not None and known[0] is tokenizer:
         return known[1]
@@ -27,8 +38,8 @@ def tokenizer_identity(tokenizer: Any) -> str:
     except Exception:  # a tokenizer without a serializable definition: fall back on its vocabulary size
         definition = str(len(tokenizer))
     content = hashlib.sha256(definition.encode()).hexdigest()[:16]
-    identity = (f"{type(tokenizer).__name__}:{tokenizer.name_or_path}:{len(tokenizer)}:"
-                f"{getattr(tokenizer, 'truncation_side', '')}:{getattr(tokenizer, 'padding_side', '')}:{content}")
+    identity = (f"{type(tokenizer).__name__}:{len(tokenizer)}:{getattr(tokenizer, 'truncation_side', '')}:"
+                f"{getattr(tokenizer, 'padding_side', '')}:{content}")
     _IDENTITIES[id(tokenizer)] = (tokenizer, identity)
     return identity
 
@@ -42,142 +53,65 @@ def fingerprint(data_fingerprint: str, task: TaskConfig, tokenizer: Any, max_len
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
 
 
-def encode(rows: list[dict[str, Any]], task: TaskConfig, tokenizer: Any, max_length: int, *, train: bool,
-           label_names: list[str], fingerprint: str, cache_dir: str | Path):
-    """Tokenized features with a `row` column pointing back at the example and a `length` column. A second call
-    with the same fingerprint reads the cached arrow file and tokenizes nothing."""
+def _workers(rows: int) -> int | None:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(cores, 8) if rows >= PARALLEL_ROWS and cores > 1 else None
+
+
+def encode(dataset: Any, task: TaskConfig, tokenizer: Any, max_length: int, *, train: bool, label_names: list[str],
+           fingerprint: str, cache_dir: str | os.PathLike[str]) -> Any:
+    """Tokenized features of a canonical dataset, with `row` (the example each feature comes from) and `length`."""
     import datasets
 
-    cache = Path(cache_dir).expanduser() / "tokenized"
-    cache.mkdir(parents=True, exist_ok=True)
-    cached = cache / f"{fingerprint}.arrow"
-    if cached.is_file():  # written under a temporary name and renamed by `datasets`: present means complete
-        try:
-            return datasets.Dataset.from_file(str(cached))
-        except Exception:  # unreadable (e.g. written by another datasets version): tokenize again
-            pass
-    raw = datasets.Dataset.from_list([{**r, "row": i} for i, r in enumerate(rows)])
-    fn = _ENCODERS[task.kind]
-    return raw.map(
-        fn, batched=True, remove_columns=raw.column_names, cache_file_name=str(cache / f"{fingerprint}.arrow"),
-        new_fingerprint=fingerprint, load_from_cache_file=True, desc=f"tokenize {task.name}",
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length, "task": task, "train": train,
-                   "label_names": label_names},
-    )
-
-
-def _finish(enc: dict[str, Any], rows: list[int]) -> dict[str, Any]:
-    enc["row"] = rows
-    enc["length"] = [len(ids) for ids in enc["input_ids"]]
-    return enc
-
-
-def _sequence(batch: dict[str, list], tokenizer: Any, max_length: int, **_: Any) -> dict[str, Any]:
-    pairs = batch.get("text_b")
-    if pairs is not None and all(p is None for p in pairs):
-        pairs = None
-    elif pairs is not None:
-        pairs = [p or "" for p in pairs]
-    enc = tokenizer(batch["text_a"], pairs, truncation=True, max_length=max_length)
-    enc = dict(enc)
-    enc["labels"] = batch["label"]
-    return _finish(enc, batch["row"])
-
-
-def _multiple_choice(batch: dict[str, list], tokenizer: Any, max_length: int, **_: Any) -> dict[str, Any]:
-    questions = batch.get("question") or [None] * len(batch["context"])
-    firsts, seconds, counts = [], [], []
-    for context, question, choices in zip(batch["context"], questions, batch["choices"]):
-        counts.append(len(choices))
-        for choice in choices:
-            firsts.append(context)
-            seconds.append(f"{question} {choice}" if question else choice)
-    flat = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
-    out: dict[str, Any] = {key: [] for key in flat}
-    at = 0
-    for n in counts:
-        for key in flat:
-            out[key].append(flat[key][at : at + n])
-        at += n
-    out["labels"] = batch["label"]
-    out["row"] = batch["row"]
-    out["length"] = [sum(len(ids) for ids in choice_ids) for choice_ids in out["input_ids"]]
+    folder = Path(cache_dir).expanduser() / "tokenized"
+    marker = folder / f"{fingerprint}.json"
+    cached = _cached(folder, read_json(marker))
+    if cached is not None:
+        return cached
+    if marker.exists():
+        log.warning("tokenized cache %s is incomplete or damaged: tokenizing again", marker.with_suffix(".arrow"))
+    folder.mkdir(parents=True, exist_ok=True)
+    marker.unlink(missing_ok=True)
+    work = folder / f".{fingerprint}.{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    try:
+        kind = kinds.get(task.kind)
+        features = dataset.map(
+            _encode, batched=True, with_indices=True, remove_columns=dataset.column_names,
+            cache_file_name=str(work / "data.arrow"), new_fingerprint=fingerprint, load_from_cache_file=False,
+            num_proc=_workers(len(dataset)), desc=f"tokenize {task.name}",
+            fn_kwargs={"kind": kind, "tokenizer": tokenizer, "max_length": max_length, "task": task, "train": train,
+                       "label_names": label_names},
+        )
+        files = [Path(f["filename"]) for f in features.cache_files]
+        del features
+        names = []
+        for i, file in enumerate(files):
+            name = f"{fingerprint}-{i}.arrow" if len(files) > 1 else f"{fingerprint}.arrow"
+            os.replace(file, folder / name)
+            names.append(name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    write_json(marker, {"files": {name: (folder / name).stat().st_size for name in names}})
+    out = _cached(folder, read_json(marker))
+    assert out is not None
     return out
 
 
-def _extractive_qa(batch: dict[str, list], tokenizer: Any, max_length: int, task: TaskConfig, train: bool,
-                   **_: Any) -> dict[str, Any]:
-    """Question first, context second, long contexts cut into overlapping windows. Training features point
-    at the answer's first and last token (the first token when the answer is outside the window); evaluation
-    features keep the offsets of context tokens to map predicted spans back to text."""
-    enc = tokenizer(
-        [q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
-        max_length=max_length, stride=task.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
-    )
-    sample_map = enc.pop("overflow_to_sample_mapping")
-    offsets = enc.pop("offset_mapping")
-    out = dict(enc)
-    out["row"] = [batch["row"][i] for i in sample_map]
-    out["length"] = [len(ids) for ids in out["input_ids"]]
-    starts, ends, kept_offsets = [], [], []
-    for feature, sample in enumerate(sample_map):
-        sequence_ids = enc.sequence_ids(feature)
-        context_offsets = [tuple(o) if sid == 1 else (-1, -1) for o, sid in zip(offsets[feature], sequence_ids)]
-        kept_offsets.append(context_offsets)
-        answers = batch["answers"][sample]
-        start_char = answers["answer_start"][0] if answers["answer_start"] else -1
-        end_char = start_char + len(answers["text"][0]) if answers["text"] else -1
-        first = next(i for i, sid in enumerate(sequence_ids) if sid == 1)
-        last = max(i for i, sid in enumerate(sequence_ids) if sid == 1)
-        if start_char < 0 or offsets[feature][first][0] > start_char or offsets[feature][last][1] < end_char:
-            starts.append(0)
-            ends.append(0)
-            continue
-        s = first
-        while s <= last and offsets[feature][s][1] <= start_char:
-            s += 1
-        e = last
-        while e >= first and offsets[feature][e][0] >= end_char:
-            e -= 1
-        starts.append(s)
-        ends.append(e)
-    out["start_positions"], out["end_positions"] = starts, ends
-    if not train:
-        out["offset_mapping"] = kept_offsets
+def _cached(folder: Path, done: Any) -> Any | None:
+    """The tokenized dataset a marker describes, if every file it lists is there with its recorded size."""
+    import datasets
+
+    if not isinstance(done, dict) or not isinstance(done.get("files"), dict) or not done["files"]:
+        return None
+    paths = [folder / name for name in done["files"]]
+    if not all(p.is_file() and p.stat().st_size == size for p, size in zip(paths, done["files"].values())):
+        return None
+    parts = [datasets.Dataset.from_file(str(p)) for p in paths]
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def _encode(batch: dict[str, list[Any]], indices: list[int], *, kind: Any, **kwargs: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = kind.encode(batch, list(indices), **kwargs)
     return out
-
-
-def _tagging(batch: dict[str, list], tokenizer: Any, max_length: int, label_names: list[str], **_: Any) -> dict[str, Any]:
-    """Each word's tag sits on its first sub-token; the other sub-tokens and special tokens are ignored."""
-    index = {name: i for i, name in enumerate(label_names)}
-    enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
-    labels = []
-    for i, tags in enumerate(batch["tags"]):
-        previous, row = None, []
-        for word in enc.word_ids(i):
-            # a tag the training data never showed (possible in dev sets) cannot be predicted: it is not scored
-            row.append(IGNORE if word is None or word == previous else index.get(tags[word], IGNORE))
-            previous = word
-        labels.append(row)
-    out = dict(enc)
-    out["labels"] = labels
-    return _finish(out, batch["row"])
-
-
-def _mlm(batch: dict[str, list], tokenizer: Any, max_length: int, **_: Any) -> dict[str, Any]:
-    """Long documents (Wikipedia articles) become consecutive windows of max_length tokens, not one truncated
-    window: every token of the capped corpus is trained on."""
-    enc = tokenizer(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True,
-                    return_overflowing_tokens=True)
-    rows = [batch["row"][i] for i in enc.pop("overflow_to_sample_mapping")]
-    return _finish(dict(enc), rows)
-
-
-_ENCODERS = {
-    "classification": _sequence,
-    "regression": _sequence,
-    "multiple_choice": _multiple_choice,
-    "extractive_qa": _extractive_qa,
-    "tagging": _tagging,
-    "mlm": _mlm,
-}

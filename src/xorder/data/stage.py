@@ -7,11 +7,12 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from xorder import kinds
 from xorder.config import TaskConfig
 from xorder.data.encode import encode, fingerprint
-from xorder.data.sources import load_split, splits_of
+from xorder.data.sources import LoadedSplit, load_split, splits_of
 from xorder.errors import XorderError
-from xorder.evaluate import EvalSet
+from xorder.kinds.base import Kind
 from xorder.plan import Component, StageSpec
 
 DATA_SEED = 0  # subsets and caps are part of the data, the same for every training seed
@@ -24,6 +25,33 @@ class TrainSet:
     task: TaskConfig
     features: Any  # datasets.Dataset
     mlm_probability: float | None
+
+    @property
+    def kind(self) -> Kind:
+        return kinds.get(self.task.kind)
+
+
+@dataclass
+class EvalSet:
+    """One (task, split, language) evaluation set: its canonical examples and their features (a QA context or
+    an MLM document may give several features; `features["row"]` points back at the example)."""
+
+    head: str
+    task: TaskConfig
+    split: str
+    language: str
+    examples: Any  # datasets.Dataset of canonical rows
+    features: Any  # datasets.Dataset, with a `feature` column: each feature's own position
+    label_names: list[str]
+    mlm_probability: float | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.head}/{self.split}/{self.language}"
+
+    @property
+    def kind(self) -> Kind:
+        return kinds.get(self.task.kind)
 
 
 @dataclass
@@ -41,50 +69,41 @@ class DataSettings:
     synthetic_examples: int
 
 
-def _subset(rows: list[Any], n: int | None, salt: str) -> list[Any]:
-    """A fixed random subset of n rows, kept in their original order."""
-    if n is None or len(rows) <= n:
-        return rows
-    keep = sorted(random.Random(f"{DATA_SEED}/{salt}").sample(range(len(rows)), n))
-    return [rows[i] for i in keep]
+def subset(dataset: Any, n: int | None, salt: str) -> Any:
+    """A fixed random subset of n rows, kept in their original order (the same draw for every training seed)."""
+    if n is None or len(dataset) <= n:
+        return dataset
+    keep = sorted(random.Random(f"{DATA_SEED}/{salt}").sample(range(len(dataset)), n))
+    return dataset.select(keep, keep_in_memory=True)
 
 
-def _load(comp: Component, task: TaskConfig, role: str, lang: str, settings: DataSettings, cap: int | None = None):
-    loaded = load_split(task, comp.source, role, lang, cache_dir=settings.cache_dir,
-                        synthetic_examples=settings.synthetic_examples, max_examples=cap)
-    if loaded is not None and task.kind == "multiple_choice":
-        counts = {len(r["choices"]) for r in loaded.rows}
-        if len(counts) > 1:
-            raise XorderError(f"{loaded.where}: rows have different numbers of choices ({sorted(counts)}); "
-                              "a multiple-choice task needs the same number in every row")
-    return loaded
-
-
-def _label_names(task: TaskConfig, train_rows: list[dict[str, Any]]) -> list[str]:
-    if task.kind == "tagging" and not task.label_names:
-        return sorted({tag for row in train_rows for tag in row["tags"]})
-    return list(task.label_names)
+def _load(comp: Component, role: str, lang: str, settings: DataSettings, cap: int | None = None) -> LoadedSplit | None:
+    return load_split(comp.task, comp.source, role, lang, cache_dir=settings.cache_dir,
+                      synthetic_examples=settings.synthetic_examples, max_examples=cap)
 
 
 def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageData:
     """Load and tokenize the stage's data. Intermediate stages evaluate on a fixed subset of each dev set;
     the target stage evaluates every split it has (dev, test, ...) in every evaluation language."""
+    import datasets
+
     train_sets: list[TrainSet] = []
     evals: list[EvalSet] = []
     label_names: dict[str, list[str]] = {}
     for comp in stage.components:
         task = comp.task
-        max_length = task.max_length or stage.hparams["max_length"]
-        rows, fps = [], []
+        max_length = task.max_length or stage.hparams.max_length
+        parts, fps = [], []
         for lang in comp.languages:
-            loaded = _load(comp, task, "train", lang, settings, read_cap(comp))
+            loaded = _load(comp, "train", lang, settings, read_cap(comp))
             if loaded is None:
                 raise XorderError(f"{task.name}: the {comp.source_name} source has no train split")
-            lang_rows = _subset(loaded.rows, comp.max_examples, f"{task.name}/{lang}")
-            rows += lang_rows
-            fps.append(f"{loaded.fingerprint}:{len(lang_rows)}")
-        rows = _subset(rows, stage.hparams["max_examples_per_task"], f"{task.name}/{comp.variant}")
-        names = label_names.setdefault(comp.head, _label_names(task, rows))
+            part = subset(loaded.dataset, comp.max_examples, f"{task.name}/{lang}")
+            parts.append(part)
+            fps.append(f"{loaded.fingerprint}:{len(part)}")
+        rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        rows = subset(rows, stage.hparams.max_examples_per_task, f"{task.name}/{comp.variant}")
+        names = label_names.setdefault(comp.head, kinds.get(task.kind).label_names(task, rows))
         fp = fingerprint("/".join(fps) + f":{len(rows)}", task, tokenizer, max_length, True, names)
         features = encode(rows, task, tokenizer, max_length, train=True, label_names=names, fingerprint=fp,
                           cache_dir=settings.cache_dir)
@@ -95,7 +114,7 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
 
 def read_cap(comp: Component) -> int | None:
     """Rows read from the source: a large text corpus is streamed up to the cap (its first documents); any
-    other source is read whole and then subsampled at random per language (`_subset`), so capped
+    other source is read whole and then subsampled at random per language (`subset`), so capped
     translate-train data is not the same first N examples in every language."""
     return comp.max_examples if comp.variant == "mlm" else None
 
@@ -133,16 +152,16 @@ def reads(stage: StageSpec) -> Iterator[tuple[Component, str, str, int | None]]:
 def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: Any, settings: DataSettings,
                max_length: int) -> list[EvalSet]:
     task = comp.task
-    cap = None if stage.is_target else stage.hparams["eval_examples"]
+    cap = None if stage.is_target else stage.hparams.eval_examples
     out = []
     for split, lang in eval_reads(stage, comp):
-        loaded = _load(comp, task, split, lang, settings)
+        loaded = _load(comp, split, lang, settings)
         if loaded is None:
             continue
-        rows = _subset(loaded.rows, cap, f"{task.name}/{split}/{lang}")
-        fp = fingerprint(f"{loaded.fingerprint}:{len(rows)}", task, tokenizer, max_length, False, names)
-        features = encode(rows, task, tokenizer, max_length, train=False, label_names=names, fingerprint=fp,
+        examples = subset(loaded.dataset, cap, f"{task.name}/{split}/{lang}")
+        fp = fingerprint(f"{loaded.fingerprint}:{len(examples)}", task, tokenizer, max_length, False, names)
+        features = encode(examples, task, tokenizer, max_length, train=False, label_names=names, fingerprint=fp,
                           cache_dir=settings.cache_dir)
-        features = features.add_column("feature", list(range(len(features))))  # QA: several features per example
-        out.append(EvalSet(comp.head, task, split, lang, rows, features, names))
+        features = features.add_column("feature", list(range(len(features))))
+        out.append(EvalSet(comp.head, task, split, lang, examples, features, names, comp.mlm_probability))
     return out

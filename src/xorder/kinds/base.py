@@ -1,0 +1,206 @@
+"""What every head kind provides, and the pieces several kinds share.
+
+A kind is what a task's head predicts: a class, a score, one of several choices, an answer span, a tag per word,
+masked tokens. It owns everything that differs between kinds — canonical columns and their checks, tokenization,
+collation, the head and its loss, predictions, scoring and a synthetic stand-in — so the rest of xorder asks the
+kind and never branches on its name. torch and transformers are imported where they are used: validating data
+(`xorder prepare`, a grid's skip path) must not pay for them."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+
+from xorder import metrics
+from xorder.config import SourceConfig, TaskConfig
+from xorder.errors import XorderError
+from xorder.lexicon import Renderer
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+    from torch import nn
+
+Fail = Callable[[str, str], XorderError]  # (source column, problem) -> an error naming file, row and column
+Example = dict[str, Any]
+Batch = dict[str, list[Any]]
+IGNORE = -100  # label of positions that carry no loss
+MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+# canonical column -> its Arrow type: "string", "int64", "float64", a list of one type, or a struct
+Schema = Mapping[str, Any]
+
+
+@dataclass
+class Scored:
+    """Metrics of one evaluation set, and per example (where the kind has one prediction per example) the id,
+    the gold answer and the prediction, for paired tests between runs."""
+
+    metrics: dict[str, float]
+    ids: list[str] = field(default_factory=list)
+    gold: list[Any] = field(default_factory=list)
+    prediction: list[Any] = field(default_factory=list)
+
+
+class Kind:
+    """The interface; subclasses set the class attributes and override what differs from the defaults."""
+
+    name: ClassVar[str]
+    schema: ClassVar[Schema]  # required canonical columns
+    optional: ClassVar[Schema] = {}  # canonical columns a source may have
+    metrics: ClassVar[Mapping[str, metrics.Metric]] = metrics.GENERAL
+    token_level: ClassVar[bool] = False  # predictions per token, padded across processes before gathering
+    needs_label_names: ClassVar[bool] = False  # the task must list its classes
+
+    # --- canonical rows ---------------------------------------------------------------------------------
+    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
+              fail: Fail) -> None:
+        """Check the raw values of one row (`item`, canonical column -> value; `column`: the source column each
+        came from, for messages) and convert them in place into canonical values."""
+        raise NotImplementedError
+
+    def check_split(self, dataset: datasets.Dataset, where: str) -> None:
+        """Checks across the rows of a whole split (after every row passed `check`)."""
+
+    def label_names(self, task: TaskConfig, train: datasets.Dataset) -> list[str]:
+        """The head's output classes; a kind may read them off its training data."""
+        return list(task.label_names)
+
+    # --- features and batches ---------------------------------------------------------------------------
+    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
+               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+        """Canonical rows -> model features; every feature keeps `row` (its example) and `length` (its tokens)."""
+        raise NotImplementedError
+
+    def collator(self, tokenizer: Any, mlm_probability: float | None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """Pads a list of features into tensors (model inputs and what the loss and predictions need)."""
+        return Padded(tokenizer, ("labels",))
+
+    # --- head, loss, predictions ------------------------------------------------------------------------
+    def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
+        raise NotImplementedError
+
+    def encoder_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {key: batch[key] for key in MODEL_KEYS if key in batch}
+
+    def forward(self, head: nn.Module, states: torch.Tensor,
+                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(loss, outputs) from the encoder's last hidden states; the loss is None without labels."""
+        raise NotImplementedError
+
+    def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per feature, a tensor of fixed shape (so that it gathers across processes)."""
+        raise NotImplementedError
+
+    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
+              predictions: torch.Tensor) -> Scored:
+        """Metrics of one evaluation set from one prediction per feature (`rows`: each feature's example)."""
+        raise NotImplementedError
+
+    # --- synthetic stand-in -----------------------------------------------------------------------------
+    def synthetic(self, rng: random.Random, first: Renderer, second: Renderer) -> Example:
+        """One example of the kind's default synthetic task, drawn from `rng` and rendered in the languages of
+        `first` (and `second`, the second text of a pair)."""
+        raise NotImplementedError
+
+    # --- shared -----------------------------------------------------------------------------------------
+    def columns(self) -> dict[str, Any]:
+        return {**self.schema, **self.optional}
+
+    def compute(self, names: Sequence[str], gold: Sequence[Any], pred: Sequence[Any]) -> dict[str, float]:
+        unknown = [n for n in names if n not in self.metrics]
+        if unknown:
+            raise XorderError(f"unknown metric {unknown[0]!r} for {self.name} (valid: {', '.join(self.metrics)})")
+        return {name: self.metrics[name](gold, pred) for name in names}
+
+
+def text(value: Any, column: str, fail: Fail, allow_empty: bool = False) -> str:
+    """A text field: numbers become text, null and NaN become empty, empty text is an error unless allowed."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        value = ""
+    if isinstance(value, (dict, list, tuple)):
+        raise fail(column, f"expected text, found a {type(value).__name__} (map a text field with columns)")
+    if not isinstance(value, str):
+        value = str(value)
+    if not value.strip() and not allow_empty:
+        raise fail(column, "empty text")
+    return value
+
+
+def class_label(task: TaskConfig, view: SourceConfig, value: Any, column: str, fail: Fail, n_classes: int,
+                what: str) -> int:
+    """A class id from a raw label: through the source's `labels` mapping, or a whole number in range."""
+    if view.labels:
+        key = str(value).strip()
+        if key not in view.labels:
+            raise fail(column, f"label {key!r} is not one of {', '.join(map(str, view.labels))}")
+        label = view.labels[key]
+    else:
+        if isinstance(value, bool) or value is None:
+            raise fail(column, f"label {value!r} is not a class number")
+        try:
+            as_float = float(str(value).strip())
+        except ValueError:
+            raise fail(column, f"label {value!r} is not a class number (map names to ids with labels: {{name: id}})") from None
+        if not as_float.is_integer():
+            raise fail(column, f"label {value!r} is not a whole class number")
+        label = int(as_float)
+    if not 0 <= label < n_classes:
+        raise fail(column, f"label {label} is outside 0..{n_classes - 1} ({what})")
+    return label
+
+
+def finish(encoded: Any, rows: list[int]) -> dict[str, list[Any]]:
+    """Tokenizer output -> a features batch with the example index and the token count of every feature."""
+    out = dict(encoded)
+    out["row"] = rows
+    out["length"] = [len(ids) for ids in out["input_ids"]]
+    return out
+
+
+def encode_texts(batch: Batch, rows: list[int], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
+    """One text or a pair (`text_a`, `text_b`) per example, truncated to max_length, with the labels."""
+    pairs = batch.get("text_b")
+    if pairs is not None and all(p is None for p in pairs):
+        pairs = None
+    elif pairs is not None:
+        pairs = [p or "" for p in pairs]
+    out = finish(tokenizer(batch["text_a"], pairs, truncation=True, max_length=max_length), rows)
+    out["labels"] = batch["label"]
+    return out
+
+
+def per_example(kind: Kind, task: TaskConfig, examples: datasets.Dataset, rows: list[int],
+                values: list[Any]) -> Scored:
+    """Scoring for kinds with one feature and one prediction per example, in example order."""
+    gold_column = examples["label"]
+    ids_column = examples["id"]
+    gold = [gold_column[i] for i in rows]
+    return Scored(kind.compute(task.metrics, gold, values), [ids_column[i] for i in rows], gold, values)
+
+
+class Padded:
+    """Dynamic padding of the model inputs plus the listed per-feature keys (transformers' collator)."""
+
+    def __init__(self, tokenizer: Any, keys: tuple[str, ...], float_labels: bool = False) -> None:
+        from transformers import DataCollatorWithPadding
+
+        self.inner = DataCollatorWithPadding(tokenizer)
+        self.keys, self.float_labels = keys, float_labels
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        keep = [k for k in (*MODEL_KEYS, *self.keys) if k in features[0]]
+        batch = dict(self.inner([{k: f[k] for k in keep} for f in features]))
+        if self.float_labels and "labels" in batch:
+            batch["labels"] = batch["labels"].float()
+        return batch
+
+
+def loss_or_none(fn: Callable[..., torch.Tensor], outputs: torch.Tensor, batch: dict[str, torch.Tensor],
+                 float_labels: bool = False) -> torch.Tensor | None:
+    """fn(outputs, labels) in float32 when the batch has labels."""
+    if "labels" not in batch:
+        return None
+    labels = batch["labels"].float() if float_labels else batch["labels"]
+    return fn(outputs.float(), labels)
