@@ -6,3 +6,8 @@ class XorderError(Exception):
 
 
 EXIT_USER_ERROR = 2
+
+
+class Preempted(Exception):
+    """The job was asked to stop (Slurm's signal before its time limit): the running stage saved a checkpoint,
+    and the requeued job resumes from it."""

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from xorder.data.batching import Collator, LengthGroupedBatchSampler, sampling_weights
 from xorder.data.stage import StageData
+from xorder.errors import Preempted
 from xorder.evaluate import EvalResult, predict
 from xorder.fileio import swap_dir
 from xorder.plan import StageHParams, StageSpec
@@ -118,9 +119,11 @@ def train_stage(
     log_every: int = 50,
     eval_batch_size: int = 64,
     num_workers: int = 0,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> LoopState:
     """Train one stage in `folder` (resuming from its checkpoint if one is there); returns the loop state.
-    With `keep_best`, the weights of the best evaluation are in folder.best when it returns."""
+    With `keep_best`, the weights of the best evaluation are in folder.best when it returns. `stop_requested`
+    (asked every `log_every` steps, on every rank) makes the loop save a checkpoint and raise `Preempted`."""
     from transformers import get_linear_schedule_with_warmup
 
     hp = stage.hparams
@@ -214,6 +217,13 @@ def train_stage(
         if state.step % save_every == 0 and state.step < total and not state.stopped_early:
             state.rng = rng.bit_generator.state
             _save_checkpoint(accelerator, scheduler, state, folder.checkpoint)
+        if stop_requested is not None and state.step % log_every == 0 and state.step < total and stop_requested():
+            if state.step % save_every != 0:
+                state.rng = rng.bit_generator.state
+                _save_checkpoint(accelerator, scheduler, state, folder.checkpoint)
+            bar.close()
+            raise Preempted(f"stage {stage.name} stopped at step {state.step} of {total} on request; "
+                            f"its checkpoint is in {folder.checkpoint}")
     bar.close()
     state.seconds = time.time() - started
     return state
