@@ -130,6 +130,7 @@ class TrainerConfig:
     sampling: str = "proportional"  # proportional | temperature | uniform
     sampling_temperature: float = 2.0
     max_examples_per_task: Optional[int] = None
+    freeze_embeddings: bool = False  # word embeddings get no gradient (small CPU studies: see README)
     log_every: int = 50
     trackers: List[str] = field(default_factory=list)  # tensorboard | mlflow | wandb
     num_workers: int = 0
@@ -158,6 +159,9 @@ class XorderConfig:
     cache_dir: str = "~/.cache/xorder"
     data_root: str = "data"
     force: bool = False
+    # GPUs of its own for each cell run beside others on one machine (CUDA_VISIBLE_DEVICES; 0: leave it alone).
+    # None: one per cell under the parallel (joblib) launcher, none otherwise.
+    gpus_per_job: Optional[int] = None
 
 
 def register_configs() -> None:

@@ -4,6 +4,8 @@ scores its own predictions), and the ways of choosing the target checkpoint from
   en_dev  the checkpoint best on the training language's dev set (the zero-shot number)
   oracle  for each language, the checkpoint best on that language's own dev set
   last    the final checkpoint
+  average the mean of the weights of every evaluated checkpoint (Schmidt et al. 2023): like en_dev, it needs no
+          target-language dev set, and it does not depend on one dev set's noise
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 
 from xorder.data.stage import EvalSet
+from xorder.errors import XorderError
 
 
 @dataclass
@@ -60,6 +63,9 @@ def score(evalset: EvalSet, index: torch.Tensor, preds: list[torch.Tensor]) -> E
         preds = [torch.nn.functional.pad(p, (0, width - p.shape[1]), value=-100) for p in preds]
     features, first = np.unique(index.numpy(), return_index=True)
     flat = torch.cat(preds)[torch.from_numpy(first)]
+    if flat.is_floating_point() and not torch.isfinite(flat).all():
+        raise XorderError(f"{evalset.key}: the model predicts NaN or infinite values: its weights diverged "
+                          "(lower the learning rate)")
     chosen = evalset.features.select(features.tolist())
     rows = [int(r) for r in chosen["row"]]
     if len(set(rows)) != len(evalset.examples):
@@ -69,14 +75,26 @@ def score(evalset: EvalSet, index: torch.Tensor, preds: list[torch.Tensor]) -> E
                       scored.prediction)
 
 
+def nest(items: list[tuple[str, str, str, dict[str, float]]]) -> dict[str, Any]:
+    """[(split, lang, head, metrics)] -> {split: {lang: metrics}} (heads of a multi-task stage: head/lang)."""
+    heads = {head for _, _, head, _ in items}
+    out: dict[str, Any] = {}
+    for split, lang, head, values in items:
+        key = lang if len(heads) == 1 else f"{head}/{lang}"
+        out.setdefault(split, {})[key] = values
+    return out
+
+
 def primary(task: TaskConfig) -> str:
     return task.metrics[0]
 
 
-def select(history: list[dict[str, Any]], train_language: str, primary_metric: str) -> dict[str, dict[str, Any]]:
+def select(history: list[dict[str, Any]], train_language: str, primary_metric: str,
+           average: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Scores of each selection from the evaluation history of one target run.
 
-    history: [{"step": int, "scores": {split: {lang: {metric: value}}}}, ...] in training order.
+    history: [{"step": int, "scores": {split: {lang: {metric: value}}}}, ...] in training order; `average`: the
+    evaluation of the mean of those checkpoints' weights, in the same shape (its step: the last one averaged).
     Returns {selection: {"scores": {...}, "steps": {split: {lang: step}}}}; ties go to the earlier step.
     """
     def dev(entry: dict[str, Any], lang: str) -> float | None:
@@ -93,6 +111,8 @@ def select(history: list[dict[str, Any]], train_language: str, primary_metric: s
         candidates = [e for e in history if dev(e, lang) is not None]
         oracle_steps[lang] = max(candidates, key=lambda e: dev(e, lang))
     chosen["oracle"] = _gather(last, lambda lang: oracle_steps.get(lang))
+    if average is not None:
+        chosen["average"] = _gather(last, lambda lang: average)
     return chosen
 
 

@@ -119,6 +119,12 @@ class MultiTaskModel(nn.Module):
         return kind.forward(self.heads[head], states, batch)
 
 
+def freeze_word_embeddings(backbone: nn.Module) -> None:
+    """No gradient and no optimizer state for the word embeddings (and a decoder tied to them): on a CPU, AdamW
+    over a 250k-row embedding matrix costs more than the rest of a small encoder's step."""
+    backbone.get_input_embeddings().weight.requires_grad_(False)
+
+
 def save_backbone(model: MultiTaskModel, tokenizer: Any, out: Path, state_dict: dict[str, Any] | None = None) -> None:
     """The encoder (and LM head) in Hugging Face format: AutoModel*.from_pretrained(out) loads it."""
     backbone = model.backbone

@@ -14,10 +14,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from xorder.config import PhaseConfig, SourceConfig, TaskConfig, TrainerConfig, XorderConfig
+from xorder.distributed import hashed_precision
 from xorder.errors import XorderError
 
 # Bump when a change to the training code changes what a stage computes: old cache entries then miss.
-STAGE_FORMAT = 2
+# 3: length-grouped batches in random order; the target averages its checkpoints.
+STAGE_FORMAT = 3
 MLM = "mlm"
 
 
@@ -62,6 +64,12 @@ class StageHParams:
     sampling: str
     sampling_temperature: float
     max_examples_per_task: int | None
+    freeze_embeddings: bool = False
+
+
+# Hyperparameters added after stage hashes were first published: left out of a hash while they have these values,
+# so the stages they do not change keep their hashes (and their cached weights).
+HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False}
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ def world_size() -> int:
 def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1) -> StageHParams:
     return StageHParams(
         processes=processes,
-        precision=trainer.precision,
+        precision=hashed_precision(trainer.precision),  # the setting, or Accelerate's choice under auto
         lr=phase.lr if phase.lr is not None else trainer.lr,
         weight_decay=trainer.weight_decay,
         adam_epsilon=trainer.adam_epsilon,
@@ -126,6 +134,7 @@ def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1
         sampling=trainer.sampling,
         sampling_temperature=trainer.sampling_temperature,
         max_examples_per_task=trainer.max_examples_per_task,
+        freeze_embeddings=trainer.freeze_embeddings,
     )
 
 
@@ -235,7 +244,7 @@ def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
         "format": STAGE_FORMAT,
         "parent": stage.parent,
         "components": [_component_identity(c, cfg) for c in stage.components],
-        "hparams": asdict(stage.hparams),
+        "hparams": {k: v for k, v in asdict(stage.hparams).items() if not (k in HASH_NEUTRAL and HASH_NEUTRAL[k] == v)},
         "seed": stage.seed,
     }
     return _digest(payload)

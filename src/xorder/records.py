@@ -4,6 +4,7 @@ the resolved config, per-example predictions and the log. Tables are built from 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,11 @@ NOT_APPLICABLE = "-"
 
 _SCORES = {"type": "object", "additionalProperties": {  # split
     "type": "object", "additionalProperties": {  # language
-        "type": "object", "minProperties": 1, "additionalProperties": {"type": "number"}}}}  # metric -> percent
+        "type": "object", "minProperties": 1,
+        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}}}}  # metric -> percent
 _STEPS = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}}
-SELECTIONS = ("en_dev", "oracle", "last")
+SELECTIONS = ("en_dev", "oracle", "last", "average")
+REQUIRED_SELECTIONS = SELECTIONS[:3]  # records written before checkpoint averaging have no `average`
 
 # The documented schema of metrics.json (README, "Run records").
 METRICS_SCHEMA: dict[str, Any] = {
@@ -41,7 +44,7 @@ METRICS_SCHEMA: dict[str, Any] = {
         "model": {"type": "string"},
         "seed": {"type": "integer"},
         "primary_metric": {"type": "string"},
-        "scores": {"type": "object", "required": list(SELECTIONS),
+        "scores": {"type": "object", "required": list(REQUIRED_SELECTIONS),
                    "properties": {s: _SCORES for s in SELECTIONS}, "additionalProperties": False},
         "selected_steps": {"type": "object", "properties": {s: _STEPS for s in SELECTIONS}},
         "stages": {"type": "array", "minItems": 1, "items": {
@@ -51,7 +54,15 @@ METRICS_SCHEMA: dict[str, Any] = {
                            "tasks": {"type": "array", "items": {"type": "string"}},
                            "languages": {"type": "array", "items": {"type": "string"}},
                            "steps": {"type": "integer", "minimum": 0}, "seconds": {"type": "number", "minimum": 0},
+                           "total_steps": {"type": "integer", "minimum": 0},
+                           "examples": {"type": "integer", "minimum": 0},
+                           "throughput": {"type": "object", "properties": {
+                               k: {"type": ["number", "null"]} for k in (
+                                   "samples_per_second", "tokens_per_second", "padding_fraction", "peak_memory_mb",
+                                   "mfu", "gpu_hours")}},
                            "reused": {"type": "boolean"}}}},
+        "notes": {"type": "array", "items": {"type": "string"}},
+        "files": {"type": "object", "additionalProperties": {"type": "string"}},
         "provenance": {"type": "object", "required": ["xorder", "git_commit", "torch", "transformers", "device",
                                                       "started", "finished", "config_hash"]},
     },
@@ -63,7 +74,12 @@ def validate(metrics: Any) -> list[str]:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(METRICS_SCHEMA)
-    return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(metrics)]
+    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(metrics)]
+    scores = metrics.get("scores") if isinstance(metrics, dict) else None
+    for key, value in flatten(scores if isinstance(scores, dict) else {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"scores/{key.replace('.', '/')}: {value} is not a finite score")
+    return problems
 
 
 # Keys that change where or how verbosely a cell runs, not what it computes.
@@ -136,13 +152,31 @@ def read_metrics(record_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
 
 
+def file_digests(record_dir: str | os.PathLike) -> dict[str, str]:
+    """sha256 of the record's predictions and config, kept in metrics.json so a damaged record is recognised."""
+    from xorder.fileio import digests
+
+    return digests(Path(record_dir), [PREDICTIONS, CONFIG])
+
+
+def damaged(record_dir: str | os.PathLike, metrics: dict[str, Any]) -> list[str]:
+    """The files of a complete record that are missing or changed since it was written (records written before
+    checksums were kept: only whether they are there)."""
+    from xorder.fileio import damaged as changed
+
+    recorded = metrics.get("files")
+    if not isinstance(recorded, dict):
+        return [name for name in (PREDICTIONS, CONFIG) if not (Path(record_dir) / name).is_file()]
+    return changed(Path(record_dir), recorded)
+
+
 def completed(record_dir: str | os.PathLike, cfg: DictConfig, config_hash: str) -> bool:
     """True when the directory holds a complete record of this very config (`config_hash`: `plan.config_hash`).
     A complete record of a different config (say another learning rate under the same axes) is an error, never
     silently reused."""
     metrics = read_metrics(record_dir)
-    if metrics is None or metrics.get("schema") != SCHEMA:
-        return False
+    if metrics is None or metrics.get("schema") != SCHEMA or damaged(record_dir, metrics):
+        return False  # a damaged record is rerun (the stage cache makes that cheap), never trusted
     if metrics.get("provenance", {}).get("config_hash") == config_hash or cfg.force:
         return True
     differs = _differing_keys(_load_yaml(Path(record_dir) / CONFIG), science_config(cfg))

@@ -8,23 +8,26 @@ import platform
 import subprocess
 import time
 from dataclasses import asdict
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 import xorder
-from xorder import records
+from xorder import distributed, records, tracking
 from xorder.config import XorderConfig
 from xorder.data.fetch import validate
 from xorder.data.stage import DataSettings, prepare
 from xorder.evaluate import EvalResult, primary, select
 from xorder.fileio import write_atomic, write_json
-from xorder.model import MultiTaskModel, load_backbone, load_tokenizer, resolve_path, save_backbone
+from xorder.model import (MultiTaskModel, freeze_word_embeddings, load_backbone, load_tokenizer, resolve_path,
+                          save_backbone)
 from xorder.plan import StageSpec, plan, stages_hash, to_typed
 from xorder.stage_cache import StageCache, StageDir
-from xorder.train import best_backbone, mixed_precision, train_stage
+from xorder.checkpoint import best_backbone
+from xorder.throughput import summarize
+from xorder.train import Cadence, Hooks, train_stage
 
 log = logging.getLogger("xorder")
 
@@ -33,21 +36,21 @@ def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
     from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
     from accelerate.utils import GradientAccumulationPlugin
 
-    import torch
-
-    # several CPU processes (torchrun without GPUs) only join one gloo group when Accelerate is told `cpu`
-    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-    return Accelerator(
-        cpu=multi_cpu,
-        mixed_precision=mixed_precision(cfg.trainer.precision),
+    precision, source = distributed.resolve_precision(cfg.trainer.precision)
+    accelerator = Accelerator(
+        cpu=distributed.cpu_backend(),
+        mixed_precision=precision,
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=1, sync_with_dataloader=False),
         kwargs_handlers=[
             DistributedDataParallelKwargs(find_unused_parameters=True),  # heads of other tasks sit idle per batch
-            InitProcessGroupKwargs(timeout=timedelta(hours=12)),  # a rank may wait while another job trains a stage
+            InitProcessGroupKwargs(timeout=distributed.GROUP_TIMEOUT),
         ],
         log_with=list(cfg.trainer.trackers) or None,
         project_dir=project_dir,
     )
+    if accelerator.is_main_process:
+        log.info("mixed precision: %s (%s)", precision, source)
+    return accelerator
 
 
 class _DropTiedWeightNotice(logging.Filter):
@@ -70,14 +73,13 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     started = datetime.now(timezone.utc)
     quiet_libraries()
     cfg = to_typed(dcfg)
+    tracking.check(list(cfg.trainer.trackers))
     accelerator = build_accelerator(cfg, record_dir)
     stages = plan(cfg, accelerator.num_processes)
     if not accelerator.is_main_process:
         log.setLevel(logging.WARNING)
     if cfg.trainer.trackers:
-        flat = records.flatten(records.science_config(dcfg))  # trackers take scalars only
-        accelerator.init_trackers("xorder", config={k: v if isinstance(v, (int, float, str, bool)) else str(v)
-                                                    for k, v in flat.items()})
+        tracking.start(accelerator, dcfg)
     cache_dir = str(Path(cfg.cache_dir).expanduser())
     base = resolve_path(cfg.model, cache_dir)
     tokenizer = load_tokenizer(base, cfg.model.revision)
@@ -98,12 +100,13 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         log.info("stage %s [%s]: %s in %.1fs", stage.name, stage.hash[:8], "reused" if reused else "trained",
                  time.time() - begin)
         entries.append({"name": stage.name, "hash": stage.hash, "tasks": sorted(stage.heads),
-                        "languages": stage.languages, "steps": summary["steps"], "seconds": summary["seconds"],
-                        "reused": reused})
+                        "languages": stage.languages, "steps": summary["steps"], "total_steps": summary["total_steps"],
+                        "examples": summary["examples"], "seconds": summary["seconds"],
+                        "throughput": summary["throughput"], "reused": reused})
         source, revision = str(cache.dir(stage).model), None
     target = stages[-1]
     summary = cache.summary(target)
-    chosen = select(summary["history"], cfg.target.train_language, primary(cfg.target))
+    chosen = select(summary["history"], cfg.target.train_language, primary(cfg.target), summary.get("average"))
     metrics = {
         "schema": records.SCHEMA,
         **records.axes(dcfg),
@@ -113,6 +116,8 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         "stages": entries,
         "provenance": _provenance(accelerator, started, stages_hash(stages)),
     }
+    if cfg.trainer.trackers:
+        tracking.log_record(accelerator, metrics)
     if accelerator.is_main_process:
         _write_record(Path(record_dir), dcfg, metrics, cache.dir(target).evals, chosen)
         print(summary_table(metrics))
@@ -132,28 +137,34 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
     with accelerator.main_process_first():
         data = prepare(stage, tokenizer, settings)
     backbone = load_backbone(source, revision)
+    if hp.freeze_embeddings:
+        freeze_word_embeddings(backbone)
     model = MultiTaskModel(backbone, stage.heads, data.label_names)
-    keep_best = not stage.is_target and hp.patience is not None
     if stage.is_target:
-        score_of = _target_score(stage, cfg.target.train_language)
-        on_eval = _write_predictions(folder.evals, accelerator)
+        hooks = Hooks(_target_score(stage, cfg.target.train_language),
+                      f"{cfg.target.train_language} dev {primary(cfg.target)}",
+                      on_eval=_write_predictions(folder.evals, accelerator), average=True)
     else:
-        score_of, on_eval = _mean_primary, None
-    state = train_stage(stage, data, model, tokenizer, accelerator, folder, score_of=score_of, on_eval=on_eval,
-                        keep_best=keep_best, save_every=trainer.save_every, log_every=trainer.log_every,
-                        eval_batch_size=trainer.eval_batch_size, num_workers=trainer.num_workers)
+        hooks = Hooks(_mean_primary, "dev score (primary metric, mean over tasks)", keep_best=hp.patience is not None)
+    hooks.stop_requested = distributed.stop_check(accelerator)  # a stop signal: checkpoint, then requeue
+    cadence = Cadence(trainer.save_every, trainer.log_every, trainer.eval_batch_size, trainer.num_workers)
+    state = train_stage(stage, data, model, tokenizer, accelerator, folder, hooks, cadence)
     if not stage.is_target:
         state_dict = accelerator.get_state_dict(model)  # every rank: FSDP gathers shards here
-        if keep_best and folder.best.exists():
+        if hooks.keep_best and folder.best.exists():
             state_dict = best_backbone(folder.best)
         if accelerator.is_main_process:
             save_backbone(accelerator.unwrap_model(model), tokenizer, folder.model, state_dict)
+    speed = summarize(state.examples, state.tokens, state.padded, state.seconds,
+                      state.seconds - state.eval_seconds, accelerator.num_processes, backbone, accelerator.device,
+                      accelerator.mixed_precision)
     accelerator.free_memory()
     return {
         "name": stage.name, "hash": stage.hash, "tasks": sorted(stage.heads), "languages": stage.languages,
         "steps": state.step, "total_steps": state.total_steps, "seconds": round(state.seconds, 3),
-        "examples": state.examples, "best_step": state.best_step, "best_score": state.best_score,
-        "stopped_early": state.stopped_early, "hparams": asdict(hp), "history": state.history,
+        "examples": state.examples, "tokens": state.tokens, "throughput": asdict(speed),
+        "best_step": state.best_step, "best_score": state.best_score, "stopped_early": state.stopped_early,
+        "hparams": asdict(hp), "losses": state.losses, "history": state.history, "average": state.average,
         "label_names": data.label_names, "processes": accelerator.num_processes,
         "precision": accelerator.mixed_precision,
     }
@@ -179,8 +190,10 @@ def _target_score(stage: StageSpec, train_language: str):
     return score
 
 
-def _write_predictions(folder: Path, accelerator: Any):
-    def write(step: int, results: list[EvalResult]) -> None:
+def _write_predictions(folder: Path, accelerator: Any) -> Callable[[str, list[EvalResult]], None]:
+    """Each evaluation's predictions as evals/<tag>.parquet (tag: step<N> or average)."""
+
+    def write(tag: str, results: list[EvalResult]) -> None:
         if not accelerator.is_main_process:
             return
         import pandas as pd
@@ -189,38 +202,57 @@ def _write_predictions(folder: Path, accelerator: Any):
                                 "prediction": r.prediction}) for r in results]
         frame = pd.concat(frames, ignore_index=True)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".step{step}.parquet.tmp"
+        tmp = folder / f".{tag}.parquet.tmp"
         frame.to_parquet(tmp, index=False)
-        tmp.replace(folder / f"step{step}.parquet")
+        tmp.replace(folder / f"{tag}.parquet")
 
     return write
 
 
 def _write_record(record_dir: Path, dcfg: DictConfig, metrics: dict[str, Any], evals: Path,
                   chosen: dict[str, dict[str, Any]]) -> None:
-    """Predictions and config first, metrics.json last: its presence marks the record complete."""
+    """The old metrics.json goes first (a record being rewritten is incomplete, never a mix of two runs), then
+    predictions and config, then metrics.json with their checksums: its presence marks the record complete."""
     import io
 
     import pandas as pd
 
+    (record_dir / records.METRICS).unlink(missing_ok=True)
     frames = []
-    cache: dict[int, pd.DataFrame] = {}
+    cache: dict[str, pd.DataFrame] = {}
     for selection, sel in chosen.items():
         for split, langs in sel["steps"].items():
             for lang, step in langs.items():
-                if step not in cache:
-                    cache[step] = pd.read_parquet(evals / f"step{step}.parquet")
-                frame = cache[step]
+                tag = "average" if selection == "average" else f"step{step}"
+                if tag not in cache:
+                    cache[tag] = pd.read_parquet(evals / f"{tag}.parquet")
+                frame = cache[tag]
                 part = frame[(frame["split"] == split) & (frame["language"] == lang)].copy()
                 part.insert(0, "selection", selection)
                 part.insert(1, "step", step)
                 frames.append(part)
     predictions = pd.concat(frames, ignore_index=True)
+    metrics["notes"] = [*metrics.get("notes", []), *_constant_predictions(predictions)]
     buffer = io.BytesIO()
     predictions.to_parquet(buffer, index=False)
     write_atomic(record_dir / records.PREDICTIONS, buffer.getvalue())
     write_atomic(record_dir / records.CONFIG, OmegaConf.to_yaml(records.science_config(dcfg)))
+    metrics["files"] = records.file_digests(record_dir)
     write_json(record_dir / records.METRICS, metrics)
+
+
+def _constant_predictions(predictions: Any) -> list[str]:
+    """Notes (and warnings) for zero-shot predictions that are one value for every example: a model that
+    learned nothing there, whatever its accuracy says."""
+    notes = []
+    chosen = predictions[predictions["selection"] == "en_dev"]
+    for (split, language), part in chosen.groupby(["split", "language"], sort=True):
+        if len(part) > 1 and part["prediction"].astype(str).nunique() == 1:
+            notes.append(f"{split}/{language}: every en_dev prediction is {part['prediction'].iloc[0]} (a constant "
+                         "prediction: the model learned nothing there)")
+    for note in notes:
+        log.warning("%s", note)
+    return notes
 
 
 def _provenance(accelerator: Any, started: datetime, config_hash: str) -> dict[str, Any]:
@@ -236,6 +268,7 @@ def _provenance(accelerator: Any, started: datetime, config_hash: str) -> dict[s
         "transformers": transformers.__version__,
         "device": f"{device} x{accelerator.num_processes}" if accelerator.num_processes > 1 else device,
         "precision": accelerator.mixed_precision,
+        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPUs a parallel cell was pinned to
         "started": started.isoformat(timespec="seconds"),
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config_hash": config_hash,

@@ -1,36 +1,39 @@
 """The one Accelerate training loop, for every head kind and for multi-task stages.
 
-AdamW with linear warmup and decay, gradient clipping and accumulation, mixed precision, dynamically padded
-length-grouped batches, a seeded choice of task per batch (proportional, tempered or uniform), evaluation
-every N optimizer steps, early stopping with patience, and a resumable checkpoint every M steps: a process
-killed mid-stage continues from its last checkpoint and draws exactly the batches it would have drawn."""
+AdamW (fused where the device has the kernel) with linear warmup and decay, gradient clipping and accumulation,
+mixed precision, dynamically padded length-grouped batches, a seeded choice of task per batch (proportional,
+tempered or uniform), evaluation every N optimizer steps, early stopping with patience, a resumable checkpoint
+every M steps (a process killed mid-stage continues from its last checkpoint and draws exactly the batches it
+would have drawn), and for the target the average of its evaluated checkpoints.
+
+The loop synchronises with the device only where it must read something: at logging, evaluation and checkpoint
+points. There it also checks that every loss and gradient norm since the last look was finite: a diverged stage
+stops with the step and the likely cause, before anything of it is saved or scored."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from xorder import checkpoint
+from xorder.checkpoint import Averager
 from xorder.data.batching import Collator, LengthGroupedBatchSampler, sampling_weights
 from xorder.data.stage import StageData
-from xorder.errors import Preempted
-from xorder.evaluate import EvalResult, predict
-from xorder.fileio import swap_dir
+from xorder.errors import Preempted, XorderError
+from xorder.evaluate import EvalResult, nest, predict
 from xorder.plan import StageHParams, StageSpec
 from xorder.stage_cache import StageDir
+from xorder.throughput import Meter
 
 log = logging.getLogger("xorder")
-
-LOOP_STATE = "loop.json"
 
 
 @dataclass
@@ -44,9 +47,36 @@ class LoopState:
     best_step: int = -1
     bad_evals: int = 0
     stopped_early: bool = False
-    seconds: float = 0.0
-    examples: int = 0
+    seconds: float = 0.0  # the whole stage so far
+    eval_seconds: float = 0.0  # of which evaluation and checkpoints
+    examples: int = 0  # on this process
+    tokens: int = 0  # real (non-pad) tokens on this process
+    padded: int = 0  # tokens including padding on this process
+    losses: list[list[float]] = field(default_factory=list)  # [step, mean training loss] at every logging point
     history: list[dict[str, Any]] = field(default_factory=list)
+    average: dict[str, Any] | None = None  # the target's averaged checkpoint: its evaluation
+
+
+@dataclass
+class Hooks:
+    """What the caller decides: how an evaluation is scored (and named in logs), what happens with its
+    predictions, whether the best weights are kept, whether the target's checkpoints are averaged, and whether
+    the job was asked to stop."""
+
+    score_of: Callable[[list[EvalResult]], float | None]
+    score_name: str = "validation score"
+    on_eval: Callable[[str, list[EvalResult]], None] | None = None
+    keep_best: bool = False
+    average: bool = False
+    stop_requested: Callable[[], bool] | None = None
+
+
+@dataclass
+class Cadence:
+    save_every: int = 1000
+    log_every: int = 50
+    eval_batch_size: int = 64
+    num_workers: int = 0
 
 
 def mixed_precision(precision: str) -> str:
@@ -64,13 +94,18 @@ def _own_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _optimizer(model: torch.nn.Module, hp: StageHParams) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, hp: StageHParams, accelerator: Any) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and norms; frozen parameters get no optimizer state. The fused
+    kernel (one pass over all parameters, CPU and CUDA) where sharding does not rule it out."""
+    from accelerate.utils import DistributedType
+
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
     groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=hp.lr, eps=hp.adam_epsilon)
+    fused = accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+    return torch.optim.AdamW(groups, lr=hp.lr, eps=hp.adam_epsilon, fused=fused or None)
 
 
 class _Streams:
@@ -104,54 +139,40 @@ class _Streams:
         return batch
 
 
-def train_stage(
-    stage: StageSpec,
-    data: StageData,
-    model: torch.nn.Module,
-    tokenizer: Any,
-    accelerator: Any,
-    folder: StageDir,
-    *,
-    score_of: Callable[[list[EvalResult]], float | None],
-    on_eval: Callable[[int, list[EvalResult]], None] | None = None,
-    keep_best: bool = False,
-    save_every: int = 1000,
-    log_every: int = 50,
-    eval_batch_size: int = 64,
-    num_workers: int = 0,
-    stop_requested: Callable[[], bool] | None = None,
-) -> LoopState:
-    """Train one stage in `folder` (resuming from its checkpoint if one is there); returns the loop state.
-    With `keep_best`, the weights of the best evaluation are in folder.best when it returns. `stop_requested`
-    (asked every `log_every` steps, on every rank) makes the loop save a checkpoint and raise `Preempted`."""
-    from transformers import get_linear_schedule_with_warmup
-
-    hp = stage.hparams
-    state = _load_loop_state(folder.checkpoint)
-    resumed = state is not None
-    state = state or LoopState()
-
-    samplers = {ts.name: LengthGroupedBatchSampler(list(ts.features["length"]), hp.batch_size, stage.seed,
-                                                   hp.group_by_length) for ts in data.train}
+def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence):
+    samplers = {ts.name: LengthGroupedBatchSampler(list(ts.features["length"]), stage.hparams.batch_size, stage.seed,
+                                                   stage.hparams.group_by_length) for ts in data.train}
     loaders = {
-        ts.name: DataLoader(ts.features, batch_sampler=samplers[ts.name], num_workers=num_workers,
+        ts.name: DataLoader(ts.features, batch_sampler=samplers[ts.name], num_workers=cadence.num_workers,
                             collate_fn=Collator(ts.kind, tokenizer, ts.mlm_probability),
                             generator=_own_generator(stage.seed))
         for ts in data.train
     }
-    eval_loaders = [
-        DataLoader(
-            ev.features, num_workers=num_workers,
-            batch_sampler=LengthGroupedBatchSampler(list(ev.features["length"]), eval_batch_size, 0, shuffle=False),
-            collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability), generator=_own_generator(0),
-        )
+    evals = [
+        DataLoader(ev.features, num_workers=cadence.num_workers,
+                   batch_sampler=LengthGroupedBatchSampler(list(ev.features["length"]), cadence.eval_batch_size, 0,
+                                                           shuffle=False),
+                   collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability), generator=_own_generator(0))
         for ev in data.evals
     ]
+    return samplers, loaders, evals
+
+
+def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, tokenizer: Any, accelerator: Any,
+                folder: StageDir, hooks: Hooks, cadence: Cadence) -> LoopState:
+    """Train one stage in `folder` (resuming from its checkpoint if one is there); returns the loop state.
+    With `hooks.keep_best`, the weights of the best evaluation are in folder.best when it returns."""
+    from transformers import get_linear_schedule_with_warmup
+
+    hp = stage.hparams
+    saved = checkpoint.loop_state(folder.checkpoint)
+    state = LoopState(**saved) if saved is not None else LoopState()
+    samplers, loaders, eval_loaders = _loaders(stage, data, tokenizer, cadence)
     accelerator.gradient_accumulation_steps = hp.grad_accum
     if accelerator.ddp_handler is not None:  # only a multi-task stage leaves heads idle in a batch
         accelerator.ddp_handler.find_unused_parameters = len({ts.head for ts in data.train}) > 1
     model = accelerator.prepare(model)  # before the optimizer sees its parameters, as FSDP needs
-    optimizer = accelerator.prepare(_optimizer(model, hp))
+    optimizer = accelerator.prepare(_optimizer(model, hp, accelerator))
     prepared = accelerator.prepare(*loaders.values(), *eval_loaders)
     prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
     loaders = dict(zip(loaders, prepared[: len(loaders)]))
@@ -159,146 +180,160 @@ def train_stage(
 
     names = list(loaders)
     heads = {ts.name: ts.head for ts in data.train}
-    micro_per_epoch = sum(len(loader) for loader in loaders.values())
-    ga = hp.grad_accum
-    total = math.ceil(hp.epochs * micro_per_epoch / ga)
-    if hp.max_steps is not None:
-        total = min(total, hp.max_steps)
-    total = max(total, 1)
+    total = math.ceil(hp.epochs * sum(len(loader) for loader in loaders.values()) / hp.grad_accum)
+    total = max(min(total, hp.max_steps) if hp.max_steps is not None else total, 1)
     state.total_steps = total
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
     weights = sampling_weights([len(ts.features) for ts in data.train], hp.sampling, hp.sampling_temperature)
     rng = np.random.default_rng(stage.seed)
-    if resumed:
-        accelerator.load_state(str(folder.checkpoint))
-        scheduler.load_state_dict(torch.load(folder.checkpoint / "scheduler.pt", weights_only=True))
+    averager = Averager() if hooks.average else None
+    if saved is not None:
+        checkpoint.load(accelerator, scheduler, averager, folder.checkpoint)
         rng.bit_generator.state = state.rng
         log.info("stage %s: resuming at step %d of %d", stage.name, state.step, total)
     streams = _Streams(loaders, samplers, state, accelerator)
+    meter = Meter(accelerator.device, state.tokens, state.padded)
+    watch_norm = accelerator.mixed_precision != "fp16"  # fp16's loss scaler skips overflowing steps by design
+    run = _Run(stage, data, eval_loaders, model, accelerator, state, hooks, folder, meter, averager)
 
-    eval_every = hp.eval_every
-    patience = hp.patience
     model.train()
     started = time.time() - state.seconds
-    losses: list[float] = []
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=state.step, desc=f"{stage.name} [{stage.hash[:8]}]", unit="step",
-               disable=not accelerator.is_local_main_process, dynamic_ncols=True)
+               disable=not (accelerator.is_local_main_process and sys.stderr.isatty()), dynamic_ncols=True)
     while state.step < total and not state.stopped_early:
-        for _ in range(ga):
+        for _ in range(hp.grad_accum):
             name = names[int(rng.choice(len(names), p=weights))] if len(names) > 1 else names[0]
             batch = streams.next(name)
             batch.pop("row")
             with accelerator.accumulate(model):
                 loss, _ = model(heads[name], batch)
                 accelerator.backward(loss)
+                norm = None
                 if accelerator.sync_gradients and hp.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+                    norm = accelerator.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
-            losses.append(float(loss.detach()))
+            meter.add(state.step + 1, loss, batch, norm if watch_norm else None)
             state.examples += int(batch["input_ids"].shape[0])
         scheduler.step()
         state.step += 1
         bar.update(1)
-        if state.step % log_every == 0 or state.step == total:
-            mean_loss = float(np.mean(losses)) if losses else float("nan")
-            bar.set_postfix(loss=f"{mean_loss:.4f}")
-            log.info("stage %s step %d/%d loss %.4f lr %.2e", stage.name, state.step, total, mean_loss,
-                     scheduler.get_last_lr()[0])
-            accelerator.log({f"{stage.name}/loss": mean_loss, f"{stage.name}/lr": scheduler.get_last_lr()[0]},
-                            step=state.step)
-            losses = []
-        if state.step % eval_every == 0 or state.step == total:
-            _evaluate(stage, data, eval_loaders, model, accelerator, state, score_of, on_eval, keep_best, folder,
-                      patience)
+        if state.step % cadence.log_every == 0 or state.step == total:
+            run.log(scheduler.get_last_lr()[0], bar)
+        if state.step % hp.eval_every == 0 or state.step == total:
+            run.evaluate()
         state.seconds = time.time() - started
-        if state.step % save_every == 0 and state.step < total and not state.stopped_early:
-            state.rng = rng.bit_generator.state
-            _save_checkpoint(accelerator, scheduler, state, folder.checkpoint)
-        if stop_requested is not None and state.step % log_every == 0 and state.step < total and stop_requested():
-            if state.step % save_every != 0:
-                state.rng = rng.bit_generator.state
-                _save_checkpoint(accelerator, scheduler, state, folder.checkpoint)
+        ask_stop = hooks.stop_requested is not None and state.step % cadence.log_every == 0 and state.step < total
+        stopping = ask_stop and hooks.stop_requested()  # type: ignore[misc]
+        if (state.step % cadence.save_every == 0 or stopping) and state.step < total and not state.stopped_early:
+            run.save(scheduler, rng)
+        if stopping:
             bar.close()
             raise Preempted(f"stage {stage.name} stopped at step {state.step} of {total} on request; "
                             f"its checkpoint is in {folder.checkpoint}")
     bar.close()
+    if averager is not None:
+        run.evaluate_average()
     state.seconds = time.time() - started
+    counts = accelerator.reduce(torch.tensor([state.examples, state.tokens, meter.padded], device=accelerator.device),
+                                reduction="sum")
+    state.examples, state.tokens, state.padded = (int(x) for x in counts.tolist())
     return state
 
 
-def _evaluate(stage: StageSpec, data: StageData, loaders: list[Any], model: torch.nn.Module, accelerator: Any,
-              state: LoopState, score_of: Callable[[list[EvalResult]], float | None],
-              on_eval: Callable[[int, list[EvalResult]], None] | None, keep_best: bool, folder: StageDir,
-              patience: int | None) -> None:
-    results = [predict(model, ev, loader, accelerator) for ev, loader in zip(data.evals, loaders)]
-    score = score_of(results)
-    entry = {"step": state.step, "score": score,
-             "scores": _nest([(r.split, r.language, r.head, r.metrics) for r in results])}
-    state.history.append(entry)
-    if on_eval is not None:
-        on_eval(state.step, results)
-    log.info("stage %s step %d: eval score %s", stage.name, state.step, "n/a" if score is None else f"{score:.2f}")
-    if score is None:
-        return
-    accelerator.log({f"{stage.name}/eval_score": score}, step=state.step)
-    if state.best_score is None or score > state.best_score:
-        state.best_score, state.best_step, state.bad_evals = score, state.step, 0
-        if keep_best:
-            _save_best(model, accelerator, folder.best)
-    else:
-        state.bad_evals += 1
-        if patience is not None and state.bad_evals >= patience:
-            state.stopped_early = True
-            log.info("stage %s: no improvement in %d evaluations, stopping at step %d", stage.name, patience, state.step)
+class _Run:
+    """The parts of the loop that look at the device's results: logging, evaluation, checkpoints."""
 
+    def __init__(self, stage: StageSpec, data: StageData, eval_loaders: list[Any], model: torch.nn.Module,
+                 accelerator: Any, state: LoopState, hooks: Hooks, folder: StageDir, meter: Meter,
+                 averager: Averager | None) -> None:
+        self.stage, self.data, self.eval_loaders, self.model = stage, data, eval_loaders, model
+        self.accelerator, self.state, self.hooks, self.folder = accelerator, state, hooks, folder
+        self.meter, self.averager = meter, averager
 
-def _nest(items: list[tuple[str, str, str, dict[str, float]]]) -> dict[str, Any]:
-    """[(split, lang, head, metrics)] -> {split: {lang: metrics}} (heads of a multi-task stage: head/lang)."""
-    heads = {head for _, _, head, _ in items}
-    out: dict[str, Any] = {}
-    for split, lang, head, values in items:
-        key = lang if len(heads) == 1 else f"{head}/{lang}"
-        out.setdefault(split, {})[key] = values
-    return out
+    def check(self) -> float | None:
+        """Read the meter (one synchronisation); raise if anything diverged since the last look."""
+        mean, tokens, first_bad = self.meter.read()
+        self.state.tokens = tokens
+        if first_bad >= 0:
+            hp = self.stage.hparams
+            raise XorderError(
+                f"stage {self.stage.name} [{self.stage.hash[:8]}] diverged: the training loss or gradient norm "
+                f"became NaN or infinite at step {first_bad} of {self.state.total_steps}, most likely because the "
+                f"learning rate is too high (lr={hp.lr:g}; pretrained encoders usually train at 1e-5 to 5e-5). "
+                f"Nothing after its last checkpoint was kept, and no record was written")
+        return mean
 
+    def log(self, lr: float, bar: Any) -> None:
+        mean = self.check()
+        if mean is None:
+            return
+        self.state.losses.append([self.state.step, round(mean, 6)])
+        bar.set_postfix(loss=f"{mean:.4f}")
+        log.info("stage %s step %d/%d: training loss %.4f, lr %.2e", self.stage.name, self.state.step,
+                 self.state.total_steps, mean, lr)
+        self.accelerator.log({f"{self.stage.name}/loss": mean, f"{self.stage.name}/lr": lr}, step=self.state.step)
 
-def _save_best(model: torch.nn.Module, accelerator: Any, path: Path) -> None:
-    accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        torch.save({k: v for k, v in state_dict.items() if k.startswith("backbone.")}, tmp / "backbone.pt")
-        swap_dir(tmp, path)
-    accelerator.wait_for_everyone()
+    def _predict(self) -> list[EvalResult]:
+        began = time.time()
+        examples = sum(len(ev.examples) for ev in self.data.evals)
+        log.info("stage %s step %d: evaluating %d sets (%d examples)", self.stage.name, self.state.step,
+                 len(self.data.evals), examples)
+        results = [predict(self.model, ev, loader, self.accelerator)
+                   for ev, loader in zip(self.data.evals, self.eval_loaders)]
+        self.state.eval_seconds += time.time() - began
+        return results
 
+    def evaluate(self) -> None:
+        self.check()
+        state, hooks = self.state, self.hooks
+        results = self._predict()
+        score = hooks.score_of(results)
+        scores = nest([(r.split, r.language, r.head, r.metrics) for r in results])
+        state.history.append({"step": state.step, "score": score, "scores": scores})
+        if hooks.on_eval is not None:
+            hooks.on_eval(f"step{state.step}", results)
+        if self.averager is not None:
+            self.averager.add(self.model, self.accelerator)
+        log.info("stage %s step %d: %s %s", self.stage.name, state.step, hooks.score_name,
+                 "n/a" if score is None else f"{score:.2f}")
+        self.accelerator.log({f"{self.stage.name}/{split}/{lang}/{metric}": value
+                              for split, langs in scores.items() for lang, values in langs.items()
+                              for metric, value in values.items()}, step=state.step)
+        if score is None:
+            return
+        if state.best_score is None or score > state.best_score:
+            state.best_score, state.best_step, state.bad_evals = score, state.step, 0
+            if hooks.keep_best:
+                began = time.time()
+                checkpoint.save_best(self.model, self.accelerator, self.folder.best)
+                state.eval_seconds += time.time() - began
+        else:
+            state.bad_evals += 1
+            patience = self.stage.hparams.patience
+            if patience is not None and state.bad_evals >= patience:
+                state.stopped_early = True
+                log.info("stage %s: no improvement in %d evaluations, stopping at step %d", self.stage.name,
+                         patience, state.step)
 
-def best_backbone(path: Path) -> dict[str, torch.Tensor]:
-    """The backbone weights saved at the best evaluation (keys start with 'backbone.')."""
-    return torch.load(path / "backbone.pt", map_location="cpu", weights_only=True)
+    def evaluate_average(self) -> None:
+        """Evaluate the mean of the weights of every evaluated checkpoint (the target's `average` selection)."""
+        assert self.averager is not None
+        self.averager.apply(self.model, self.accelerator)
+        results = self._predict()
+        self.state.average = {"step": self.state.history[-1]["step"], "evaluations": self.averager.count,
+                              "scores": nest([(r.split, r.language, r.head, r.metrics) for r in results])}
+        if self.hooks.on_eval is not None:
+            self.hooks.on_eval("average", results)
+        log.info("stage %s: the average of %d evaluated checkpoints scores %s", self.stage.name, self.averager.count,
+                 "n/a" if self.hooks.score_of(results) is None else f"{self.hooks.score_of(results):.2f}")
 
-
-def _save_checkpoint(accelerator: Any, scheduler: Any, state: LoopState, checkpoint: Path) -> None:
-    tmp = checkpoint.with_name(checkpoint.name + ".tmp")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()  # every rank's RNG state is in tmp before it is renamed
-    if accelerator.is_main_process:
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / LOOP_STATE).write_text(json.dumps(asdict(state)))
-        swap_dir(tmp, checkpoint)
-    accelerator.wait_for_everyone()
-
-
-def _load_loop_state(checkpoint: Path) -> LoopState | None:
-    path = checkpoint / LOOP_STATE
-    if not path.is_file():
-        return None
-    return LoopState(**json.loads(path.read_text()))
+    def save(self, scheduler: Any, rng: np.random.Generator) -> None:
+        self.check()
+        began = time.time()
+        self.state.rng = rng.bit_generator.state
+        self.state.padded = self.meter.padded
+        checkpoint.save(self.accelerator, scheduler, asdict(self.state), self.averager, self.folder.checkpoint)
+        self.state.eval_seconds += time.time() - began

@@ -15,8 +15,9 @@ from xorder.kinds.base import Kind
 
 
 class LengthGroupedBatchSampler(Sampler[list[int]]):
-    """Batches of similar length (transformers' megabatch grouping) in an order fixed by (seed, epoch), so a
-    resumed run draws the same batches; without grouping, a seeded shuffle."""
+    """Batches of similar length (transformers' megabatch grouping) in a random order fixed by (seed, epoch), so a
+    resumed run draws the same batches and a run shorter than an epoch sees a random sample of the data, not its
+    longest rows; without grouping, a seeded shuffle; without shuffling (evaluation), longest first."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True,
                  shuffle: bool = True) -> None:
@@ -39,8 +40,12 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
         else:
             order = torch.randperm(len(self.lengths), generator=generator).tolist()
-        for start in range(0, len(order), self.batch_size):
-            yield order[start : start + self.batch_size]
+        batches = [order[start: start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        if self.shuffle and self.group_by_length:
+            # grouping sorts each megabatch longest first: with fewer than 50 batches per epoch that is one fixed
+            # longest-to-shortest walk, so the batches themselves are drawn in random order
+            batches = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+        yield from batches
 
 
 class Collator:

@@ -112,7 +112,7 @@ class Kind:
         unknown = [n for n in names if n not in self.metrics]
         if unknown:
             raise XorderError(f"unknown metric {unknown[0]!r} for {self.name} (valid: {', '.join(self.metrics)})")
-        return {name: self.metrics[name](gold, pred) for name in names}
+        return {name: round(self.metrics[name](gold, pred), 4) for name in names}  # percent to 1e-4: no float noise
 
 
 def text(value: Any, column: str, fail: Fail, allow_empty: bool = False) -> str:

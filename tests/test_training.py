@@ -1,0 +1,100 @@
+"""The training loop's record of itself: throughput, the averaged checkpoint, frozen embeddings, trackers that
+work, and batches drawn in random length-grouped order."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import demo_overrides, fresh_cache, run_demo_cell, xorder_cli
+from xorder import records, tiny
+from xorder.data.batching import LengthGroupedBatchSampler
+from xorder.errors import XorderError
+from xorder.stage_cache import StageDir
+
+FAST = ("trainer.intermediate.max_steps=12", "trainer.target.max_steps=12", "trainer.eval_every=4",
+        "trainer.log_every=4", "data.synthetic_examples=200")
+
+
+def test_a_short_run_sees_batches_from_the_whole_length_range():
+    """Length grouping alone walks each megabatch longest first; the batches must be drawn in random order, so
+    that the first steps of a short run are not the longest rows of the first megabatches."""
+    lengths = [10 + i for i in range(320)]
+    sampler = LengthGroupedBatchSampler(lengths, batch_size=8, seed=1)
+    batches = list(sampler)
+    first = batches[:10]
+    assert sorted(i for b in batches for i in b) == list(range(320))
+    longest_first = [max(lengths[i] for i in b) for b in first]
+    assert longest_first != sorted(longest_first, reverse=True)  # not a longest-to-shortest walk
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    assert spread < 60  # still grouped: random batches of 8 from 320 lengths spread over ~250
+    sampler.set_epoch(1)
+    assert list(sampler)[:10] != first
+
+
+@pytest.mark.slow
+def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: Path, tmp_path: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    metrics, record = run_demo_cell(cache, tmp_path / "results", "order=english_only", *FAST,
+                                    "trainer.trackers=[tensorboard]", "trainer.freeze_embeddings=true")
+    for stage in metrics["stages"]:
+        speed = stage["throughput"]
+        assert speed["samples_per_second"] > 0 and speed["tokens_per_second"] > speed["samples_per_second"]
+        assert 0 <= speed["padding_fraction"] < 1 and speed["peak_memory_mb"] > 0
+        assert speed["mfu"] is None and speed["gpu_hours"] is None  # a CPU has neither
+        assert 0 < stage["examples"] <= 12 * 32 and stage["total_steps"] == 12
+    assert records.validate(metrics) == []
+    # the averaged checkpoint is a fourth selection with its own predictions
+    assert set(metrics["scores"]) == {"en_dev", "oracle", "last", "average"}
+    predictions = pd.read_parquet(record / records.PREDICTIONS)
+    average = predictions[predictions["selection"] == "average"]
+    assert len(average) == len(predictions[predictions["selection"] == "last"])
+    accuracy = 100 * (average[(average.split == "test") & (average.language == "en")].eval("gold == prediction")).mean()
+    assert accuracy == pytest.approx(metrics["scores"]["average"]["test"]["en"]["accuracy"])
+    # frozen word embeddings: the English stage saved exactly the embeddings it started from
+    english = StageDir(cache / "stages" / metrics["stages"][0]["hash"]).model
+    base = tiny.path(cache)
+    before, after = load_file(str(base / "model.safetensors")), load_file(str(english / "model.safetensors"))
+    key = next(k for k in after if k.endswith("word_embeddings.weight"))
+    assert torch.equal(before[key], after[key])
+    assert not all(torch.equal(before[k], after[k]) for k in after if k in before and "encoder" in k)
+    # TensorBoard's event files in the record: loss, lr, per-language scores, selected scores, throughput
+    events = EventAccumulator(str(record / "tracking"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"english/loss", "english/lr", "target/loss", "target/dev/de/accuracy", "target/test/zh/accuracy",
+            "selected/average/test/de/accuracy", "throughput/target/samples_per_second"} <= tags
+    assert [e.step for e in events.Scalars("target/dev/en/accuracy")] == [4, 8, 12]
+
+
+def test_a_tracker_without_its_package_stops_with_the_pip_command(cache_dir: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    from xorder import tracking
+
+    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(XorderError, match=r"trainer.trackers names mlflow, but .* pip install mlflow"):
+        tracking.check(["mlflow"])
+    missing = next((name for name in ("wandb", "mlflow") if importlib.util.find_spec(name) is None), None)
+    if missing is None:
+        return  # both installed here: the check above is the whole test
+    out = xorder_cli("run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", *FAST,
+                                            f"trainer.trackers=[{missing}]"))
+    assert out.returncode == 2, out.stderr[-2000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("xorder: error:")]
+    assert len(errors) == 1 and f"pip install {missing}" in errors[0] and "Traceback" not in out.stderr
+    assert not list((tmp_path / "results").glob("**/metrics.json"))
+
+
+@pytest.mark.slow
+def test_a_diverging_stage_stops_and_writes_no_record(cache_dir: Path, tmp_path: Path):
+    for target in ("pawsx", "sts"):
+        with pytest.raises(XorderError, match=r"stage target \[\w+\] diverged: .* at step \d+ of 12.*lr=1e\+06"):
+            run_demo_cell(cache_dir, tmp_path / "results", "order=none", f"target={target}", *FAST, "trainer.lr=1e6")
+    assert not list((tmp_path / "results").glob("**/metrics.json"))
