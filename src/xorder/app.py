@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 
 import hydra
@@ -34,32 +33,55 @@ def cell(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from xorder import records
+    from xorder import distributed, records
 
+    distributed.export_submitit_env()  # the tasks of a multi-task submitit job train this cell as one group
     hydra_cfg = HydraConfig.get()
     record_dir = hydra_cfg.runtime.output_dir
-    # one lock per cell, taken by the first process of a multi-process (torchrun) cell only
-    lock = records.cell_lock(record_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext()
+    main = distributed.rank() == 0
     try:
         checks.config(cfg)  # this cell's values (a sweep sets them per cell); the callback checked the base config
         checks.writable(cfg)
-        with lock:
-            from xorder.plan import config_hash
-
-            if records.completed(record_dir, cfg, config_hash(cfg)) and not cfg.force:
-                log.info("skip: complete record at %s (force=true reruns it)", record_dir)
-                return
-            records.clear_error(record_dir)
-            from xorder.run import run_cell
-
-            run_cell(cfg, record_dir)
+        _run(cfg, record_dir, main, distributed.parallel_jobs(hydra_cfg.launcher))
     except XorderError as err:
+        if not main:
+            distributed.exit_failed(err)
         log.error("%s", err)
         if hydra_cfg.mode != RunMode.MULTIRUN:
             print(f"xorder: error: {err}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
         records.write_error(record_dir, str(err))
         _failures.append((record_dir, str(err)))
+    except Exception as err:
+        if not main:
+            distributed.exit_failed(err)
+        raise
+
+
+def _run(cfg: DictConfig, record_dir: str, main: bool, parallel: int | None) -> None:
+    """The cell under its lock, which the first process of a multi-process cell takes and decides under: skip a
+    complete record, else train; a stop signal ends the run with a checkpoint that the requeued job resumes."""
+    from xorder import distributed, records
+    from xorder.errors import Preempted
+    from xorder.plan import config_hash
+
+    try:
+        with records.cell_lock(record_dir) if main else contextlib.nullcontext():
+            if distributed.from_main(lambda: records.completed(record_dir, cfg, config_hash(cfg)) and not cfg.force):
+                if main:
+                    log.info("skip: complete record at %s (force=true reruns it)", record_dir)
+                return
+            if main:
+                records.clear_error(record_dir)
+            distributed.pin_gpus(cfg.gpus_per_job, parallel)  # before anything starts CUDA
+            from xorder.run import run_cell
+
+            distributed.install_stop_signals()
+            run_cell(cfg, record_dir)
+    except Preempted as stopped:
+        distributed.leave(stopped)
+    finally:
+        distributed.restore_signals()
 
 
 def launch(args: list[str]) -> int:

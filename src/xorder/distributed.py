@@ -1,0 +1,423 @@
+"""Processes, devices and signals around one cell.
+
+- A submitit job with several tasks (`hydra.launcher.tasks_per_node`, on Slurm or in submitit's local mode) runs
+  the whole Hydra job in every task: `export_submitit_env` turns submitit's view of the job into torch's env://
+  variables, so that the tasks train the cell as one process group. `from_main` lets the first process alone
+  decide (under the cell lock) and tells the others.
+- Cells run side by side on one machine (the joblib launcher, or separate shells) each take GPUs of their own:
+  `pin_gpus` sets CUDA_VISIBLE_DEVICES from per-device file locks before CUDA starts.
+- `resolve_precision` honours a precision chosen through Accelerate (`accelerate launch --mixed_precision`,
+  `accelerate config`) when `trainer.precision=auto`.
+- A stop signal (Slurm's warning before a preemption or the time limit) only sets a flag; the training loop asks
+  `stop_check` at its logging points, every process gets the same answer, the loop saves its checkpoint, and
+  `leave` hands over to submitit's requeue so that the job runs again and resumes.
+
+Nothing here imports torch at module level: a finished cell is skipped without it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any, NoReturn, TypeVar
+
+from xorder.errors import EXIT_USER_ERROR, Preempted, XorderError
+
+log = logging.getLogger("xorder")
+
+# A process may wait at a collective while another job trains a stage this cell needs (the stage lock).
+GROUP_TIMEOUT = timedelta(hours=12)
+PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"
+_TORCH_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+T = TypeVar("T")
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+# ------------------------------------------------------------------------------------------ process group
+
+
+def export_submitit_env() -> dict[str, str]:
+    """Inside a submitit task of a job with several tasks, export torch's env:// variables (rank, world size, the
+    first node's address and a port derived from the job id, the same in every task and different across the
+    cells of a grid); returns them, or {} where there is no group to join (not under submitit, one task, or
+    torchrun inside the task, which sets them itself). Call it before anything reads RANK or WORLD_SIZE."""
+    if not os.environ.get("SUBMITIT_EXECUTOR") or os.environ.get("TORCHELASTIC_RUN_ID"):
+        return {}
+    import submitit
+
+    if submitit.JobEnvironment().num_tasks <= 1:
+        return {}
+    # an inherited MASTER_PORT would be shared by every cell of the grid: the job id gives each its own
+    os.environ.pop("MASTER_PORT", None)
+    # every task keeps seeing all GPUs of its node: Accelerate picks cuda:LOCAL_RANK
+    submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+    return {key: os.environ[key] for key in _TORCH_VARS}
+
+
+def cpu_backend() -> bool:
+    """Whether several processes must join as CPU processes: Accelerate builds a gloo group only when told `cpu`,
+    and otherwise runs each of them as a separate single-process training."""
+    import torch
+
+    return world_size() > 1 and not torch.cuda.is_available()
+
+
+def join_group() -> Any:
+    """This process's Accelerate state, joining the launch's process group on first use (the Accelerator built
+    later shares it)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=cpu_backend(), timeout=GROUP_TIMEOUT)
+
+
+def from_main(compute: Callable[[], T]) -> T:
+    """`compute()` on the first process only, and its result on every process of the launch: the processes of one
+    cell must take the same decision (skip, run, stop on a mistake), and only the first holds the cell lock under
+    which it is taken. An error of the first process is raised on every process."""
+    if world_size() == 1:
+        return compute()
+    from accelerate.utils import broadcast_object_list
+
+    join_group()
+    if rank() == 0:
+        try:
+            value = compute()
+        except Exception as err:
+            broadcast_object_list([("error", str(err), isinstance(err, XorderError))])
+            raise
+        broadcast_object_list([("ok", value, False)])
+        return value
+    payload: list[Any] = [None]
+    broadcast_object_list(payload)
+    outcome, value, user_error = payload[0]
+    if outcome == "error":
+        raise XorderError(value) if user_error else RuntimeError(f"the first process failed: {value}")
+    return value  # type: ignore[no-any-return]
+
+
+def exit_failed(err: BaseException) -> NoReturn:
+    """End a process other than the first after an error, with its traceback on stderr. Hydra's job runner turns
+    an exception into a failed result, and the submitit launcher reads only the first task's result: a process
+    that exits instead leaves no result, which submitit reports with this stderr."""
+    traceback.print_exception(err, file=sys.stderr)
+    print(f"xorder: process {rank()} of {world_size()} failed: {err}", file=sys.stderr, flush=True)
+    sys.exit(EXIT_USER_ERROR if isinstance(err, XorderError) else 1)
+
+
+# ------------------------------------------------------------------------------------------ GPUs of their own
+
+
+def parallel_jobs(launcher: Mapping[str, Any]) -> int | None:
+    """How many cells the Hydra launcher runs at once as processes of this machine (joblib's n_jobs, negative
+    counting back from the CPU count as joblib does); None for any other launcher."""
+    if not str(launcher.get("_target_", "")).endswith("JoblibLauncher"):
+        return None
+    n_jobs = int(launcher.get("n_jobs", 1))
+    return n_jobs if n_jobs > 0 else max(1, (os.cpu_count() or 1) + 1 + n_jobs)
+
+
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, without starting CUDA (a process cannot move to other devices once it has):
+    CUDA_VISIBLE_DEVICES when set, else torch's count (through NVML)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        import torch
+
+        return [str(index) for index in range(torch.cuda.device_count())]
+    devices = []
+    for entry in (part.strip() for part in listed.split(",")):
+        if not entry or entry.startswith("-"):  # CUDA ignores everything from the first invalid entry on
+            break
+        devices.append(entry)
+    return devices
+
+
+def gpu_lock_dir() -> Path:
+    """Where the per-device locks live: local to the machine (flock over a network filesystem is unreliable) and
+    per user; inside a Slurm allocation per job, since each allocation numbers its own GPUs from 0."""
+    job = os.environ.get("SLURM_JOB_ID")
+    name = f"xorder-gpus-{os.getuid()}" + (f"-slurm{job}" if job else "")
+    path = Path(tempfile.gettempdir()) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+_held: list[IO[str]] = []  # lock files of the pinned GPUs, open (so locked) until this process ends
+_pinned: list[str] = []
+
+
+def pin_gpus(setting: int | None, parallel: int | None, poll_s: float = 2.0) -> list[str]:
+    """Give this process `setting` GPUs that no other xorder process of this user holds, through
+    CUDA_VISIBLE_DEVICES; `None` means one GPU per cell under a parallel launcher (`parallel` cells at once), none
+    otherwise. The GPUs stay this process's until it ends: a joblib worker runs cell after cell, and CUDA cannot
+    move to other devices once started. Waits while others hold them; returns the pinned GPUs ([] for nothing
+    to do: no GPU visible, or a multi-process cell, whose launcher places its processes)."""
+    count = setting if setting is not None else (1 if parallel else 0)
+    if count < 0:
+        raise XorderError(f"gpus_per_job={count}: must be at least 0 (0: leave CUDA_VISIBLE_DEVICES alone)")
+    if count == 0 or _pinned:
+        return list(_pinned)
+    if world_size() > 1:
+        if setting:
+            raise XorderError(f"gpus_per_job={setting} pins the GPUs of a single-process cell; the processes of this "
+                              f"{world_size()}-process cell get theirs from their launcher (leave gpus_per_job unset)")
+        return []
+    devices = visible_gpus()
+    if not devices:
+        return []
+    needed = count * (parallel or 1)
+    if needed > len(devices):
+        at_once = f"{parallel} cells at once (hydra.launcher.n_jobs) x " if parallel else ""
+        raise XorderError(f"{at_once}gpus_per_job={count} need {needed} GPUs, but {len(devices)} are visible "
+                          f"({','.join(devices)}): lower them, or set gpus_per_job=0 to let cells share the GPUs")
+    folder = gpu_lock_dir()
+    waited = False
+    while True:
+        got: list[tuple[str, IO[str]]] = []
+        for device in devices:
+            handle = _try_lock(folder, device)
+            if handle is not None:
+                got.append((device, handle))
+                if len(got) == count:
+                    break
+        if len(got) == count:
+            break
+        for _, handle in got:  # give back what was taken: nobody holds GPUs while waiting, so nobody deadlocks
+            handle.close()
+        if not waited:
+            log.info("waiting for %d free GPU(s) of %s (held by other xorder processes)", count, ",".join(devices))
+            waited = True
+        time.sleep(poll_s)
+    _held.extend(handle for _, handle in got)
+    _pinned.extend(device for device, _ in got)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(_pinned)
+    log.info("this process runs on GPU(s) %s (CUDA_VISIBLE_DEVICES)", os.environ["CUDA_VISIBLE_DEVICES"])
+    return list(_pinned)
+
+
+def _try_lock(folder: Path, device: str) -> IO[str] | None:
+    import fcntl
+
+    handle = open(folder / f"gpu-{device.replace('/', '_')}.lock", "a+")  # noqa: SIM115 (held open: the lock)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+# ------------------------------------------------------------------------------------------ mixed precision
+
+
+def resolve_precision(setting: str) -> tuple[str, str]:
+    """(the mixed precision to train with, where it comes from): an explicit `trainer.precision` wins, then one
+    chosen through Accelerate, then `auto`'s choice for this machine (bf16, fp16 on older GPUs, fp32 on CPU)."""
+    if setting != "auto":
+        return setting, "trainer.precision"
+    chosen, source = configured_precision()
+    if chosen is not None:
+        return chosen, source
+    from xorder.train import mixed_precision
+
+    return mixed_precision(setting), "trainer.precision=auto on this machine"
+
+
+def hashed_precision(setting: str) -> str:
+    """The precision a stage hash covers: the setting, or with `auto` the precision chosen through Accelerate.
+    An `auto` left to the hardware stays `auto`: a hash must not depend on the machine that computes it (the skip
+    check and `xorder status` run on login nodes and CPUs), and the precision used is in the stage's summary and
+    the record's provenance."""
+    if setting != "auto":
+        return setting
+    return configured_precision()[0] or setting
+
+
+def configured_precision() -> tuple[str | None, str]:
+    """(the precision chosen for Accelerate, or None when none was, where it comes from). `Accelerator()` reads
+    only ACCELERATE_MIXED_PRECISION, which `accelerate launch` always sets, to `no` when nothing was chosen; so
+    under `accelerate launch` the launch's own arguments and config file tell a choice of `no` from its default."""
+    value = os.environ.get(PRECISION_ENV)
+    if value is None:
+        return None, "unset"
+    value = value.lower()
+    args = _accelerate_launch_args()
+    if args is None:
+        return value, f"{PRECISION_ENV} in the environment"
+    if _option(args, "mixed_precision") is not None:
+        return value, "accelerate launch --mixed_precision"
+    if _config_file_precision(args) is not None:
+        return value, "accelerate config"
+    if value == "no":
+        return None, "accelerate launch (nothing chosen)"
+    return value, "accelerate launch"
+
+
+def _accelerate_launch_args(pid: int | None = None) -> list[str] | None:
+    """The arguments after `launch` of the `accelerate launch` process this process runs under (its parent, or a
+    few levels up: the multi-GPU launcher runs torch's elastic agent inside itself), None when there is none.
+    Linux only (/proc); elsewhere a set ACCELERATE_MIXED_PRECISION counts as a choice."""
+    pid = os.getppid() if pid is None else pid
+    for _ in range(4):
+        if pid <= 1:
+            return None
+        argv = _cmdline(pid)
+        for index, arg in enumerate(argv[:3]):  # interpreter, then the script or `-m module`
+            name = Path(arg).name
+            if name == "accelerate-launch" or arg == "accelerate.commands.launch":
+                return argv[index + 1:]
+            if name == "accelerate" or arg == "accelerate.commands.accelerate_cli":
+                return argv[index + 2:] if argv[index + 1:index + 2] == ["launch"] else None
+        pid = _parent(pid)
+    return None
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _option(args: list[str], name: str) -> str | None:
+    """The value of `--name X` / `--name=X` (with - or _, as Accelerate's parser accepts). xorder's own arguments
+    are Hydra overrides (key=value), so an option of that spelling is the launcher's."""
+    spellings = {f"--{name}", f"--{name.replace('_', '-')}"}
+    for index, arg in enumerate(args):
+        key, equals, value = arg.partition("=")
+        if key in spellings:
+            return value if equals else (args[index + 1] if index + 1 < len(args) else None)
+    return None
+
+
+def _config_file_precision(args: list[str]) -> str | None:
+    """`mixed_precision` of the config file that `accelerate launch` read: its --config_file, else the default
+    file written by `accelerate config`, which the launch ignores under --cpu."""
+    path = _option(args, "config_file")
+    if path is None:
+        if "--cpu" in args:
+            return None
+        home = os.environ.get("HF_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"))
+        path = os.path.join(os.path.expanduser(home), "accelerate", "default_config.yaml")
+    if not os.path.isfile(path):
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())  # the JSON variant is YAML too
+    except (OSError, yaml.YAMLError):
+        return None
+    value = data.get("mixed_precision") if isinstance(data, dict) else None
+    return None if value is None else str(value).lower()
+
+
+# ------------------------------------------------------------------------------------------ stop signals
+
+
+def preempt_signal() -> signal.Signals:
+    """The signal submitit checkpoints and requeues on (USR2, or SUBMITIT_PREEMPT_SIGNAL), sent by Slurm
+    `signal_delay_s` before the time limit and, where the cluster allows it, before a preemption."""
+    return signal.Signals[f"SIG{os.environ.get('SUBMITIT_PREEMPT_SIGNAL', 'USR2')}"]
+
+
+def stop_signals() -> list[signal.Signals]:
+    """What asks a cell to stop: submitit's signal, USR1/USR2 (`sbatch --signal`), and TERM (what schedulers send
+    before they kill a job)."""
+    return sorted({signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, preempt_signal()})
+
+
+_received: list[int] = []  # the stop signal, once one arrived
+_previous: dict[int, Any] = {}  # the handlers ours replaced (inside a submitit job: submitit's requeue)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    """Only note it (the training loop stops at its next logging point); the same signal twice ends the process
+    at once, as the signal would have without xorder."""
+    if signum in _received:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _received.append(signum)
+
+
+def install_stop_signals() -> None:
+    """Let a stop signal make the training loop save its checkpoint and stop (main thread only: Python delivers
+    signals there). `restore_signals` puts the previous handlers back."""
+    if _previous or threading.current_thread() is not threading.main_thread():
+        return
+    for sig in stop_signals():
+        _previous[sig] = signal.signal(sig, _on_signal)
+
+
+def restore_signals() -> None:
+    for sig, handler in _previous.items():
+        signal.signal(sig, handler)
+    _previous.clear()
+
+
+def stop_check(accelerator: Any) -> Callable[[], bool]:
+    """For the training loop: whether a stop signal reached any process of the cell. Every process gets the same
+    answer at the same step (the highest signal number of all processes), so they save and stop together."""
+
+    def requested() -> bool:
+        local = _received[0] if _received else 0
+        if accelerator.num_processes == 1:
+            return bool(local)
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([local], device=accelerator.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        agreed = int(flag.item())
+        if agreed and not local:
+            _received.append(agreed)
+        return bool(agreed)
+
+    return requested
+
+
+def leave(stopped: Preempted) -> NoReturn:
+    """After the training loop saved its checkpoint on a stop signal: in a submitit job stopped by its signal,
+    hand over to submitit's requeue (the first process checkpoints the job and requeues it; it runs again and the
+    stage resumes from its checkpoint); otherwise exit as the signal would have, for the scheduler or the user to
+    run the same command again."""
+    signum = _received[0] if _received else int(preempt_signal())
+    requeue = _previous.get(signum)
+    if os.environ.get("SUBMITIT_EXECUTOR") and signum == preempt_signal() and callable(requeue):
+        from submitit.core.utils import UncompletedJobError
+
+        log.warning("%s; requeueing the job", stopped)
+        try:
+            requeue(signum, None)  # the first process exits in here; the others return
+        except UncompletedJobError as err:
+            raise XorderError(f"{err} The stage's checkpoint is kept: run the grid again to resume it "
+                              "(hydra.launcher.max_num_timeout sets how often a job is requeued)") from err
+        sys.exit(0)
+    log.warning("%s; run the same command again to resume", stopped)
+    sys.exit(128 + signum)
