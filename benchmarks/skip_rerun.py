@@ -23,7 +23,7 @@ def main() -> None:
         where = [f"cache_dir={tmp}/cache", f"results_dir={tmp}/results"]
         first = run([*GRID, *where], Path(tmp))
         again = run([*GRID, *where], Path(tmp))
-    from xorder.registry import expand
+    from xorder.configs import expand
 
     cells = len(expand(GRID))
     print(f"{cells} cells: first run {first:.1f} s, rerun {again:.1f} s, ratio {again / first:.1%} (target < 5%)")

@@ -60,7 +60,7 @@ def demo_overrides(cache_dir: Path, results_dir: Path, *extra: str) -> list[str]
 
 
 def compose(*overrides: str):
-    from xorder.registry import compose as compose_config
+    from xorder.configs import compose as compose_config
 
     return compose_config(list(overrides))
 

@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from conftest import compose, xorder_cli
-from xorder import checks, registry
+from xorder import checks, configs
 from xorder.config import HEAD_KINDS
 from xorder.errors import XorderError
 
@@ -98,12 +98,12 @@ def test_nonsense_value_is_one_line_naming_key_value_and_valid_range(demo, key, 
     assert valid in message, message
 
 
-def test_registry_compose_checks_too():
-    """status, prepare and tests compose through registry.compose: the same checks."""
+def test_configs_compose_checks_too():
+    """status, prepare and tests compose through configs.compose: the same checks."""
     with pytest.raises(XorderError, match=r"trainer\.lr=-1\.0 is invalid: must be > 0"):
-        registry.compose(["experiment=demo", "trainer.lr=-1"])
+        configs.compose(["experiment=demo", "trainer.lr=-1"])
     with pytest.raises(XorderError, match="data.source=nosuch is invalid"):
-        registry.compose(["data.source=nosuch"])
+        configs.compose(["data.source=nosuch"])
 
 
 @pytest.mark.parametrize("override,unknown,hint", [
@@ -117,13 +117,13 @@ def test_registry_compose_checks_too():
 def test_plus_override_of_an_unknown_key_is_refused(override, unknown, hint):
     # Hydra opens the node for a `+key` (struct mode only refuses plain `key=`), so the schema decides
     with pytest.raises(XorderError) as err:
-        registry.compose(["experiment=demo", "multilingual=mlm", override])
+        configs.compose(["experiment=demo", "multilingual=mlm", override])
     message = str(err.value)
     assert f"unknown key {unknown} " in message and hint in message and "\n" not in message, message
 
 
 def test_plus_overrides_the_schema_allows_and_hydra_overrides_still_work(tmp_path: Path):
-    cfg = registry.compose_hydra([
+    cfg = configs.compose_hydra([
         "experiment=demo", "+task.mnli.sources.hub.columns.id=idx",  # columns: a free-form table
         "hydra/launcher=local", "hydra.launcher.timeout_min=5", "+hydra.job.env_set.FOO=1", f"results_dir={tmp_path}",
         f"cache_dir={tmp_path / 'cache'}",
@@ -136,7 +136,7 @@ def test_plus_overrides_the_schema_allows_and_hydra_overrides_still_work(tmp_pat
 
 @pytest.mark.parametrize("group", ["experiment", "model", "target", "order", "multilingual", "trainer"])
 def test_every_shipped_option_passes(group: str, tmp_path: Path):
-    for option in registry.options(group):
+    for option in configs.options(group):
         cfg = compose(f"{group}={option}", f"results_dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'c'}")
         checks.config(cfg)
         checks.writable(cfg)
@@ -196,7 +196,7 @@ def test_submitit_refuses_a_results_dir_other_users_can_write(tmp_path: Path, la
     shared = tmp_path / "shared"
     shared.mkdir()
 
-    composed = registry.compose_hydra([f"hydra/launcher={launcher}", f"cache_dir={tmp_path / 'cache'}"])
+    composed = configs.compose_hydra([f"hydra/launcher={launcher}", f"cache_dir={tmp_path / 'cache'}"])
     assert "submitit" in composed.hydra.launcher._target_
 
     def check(results: Path) -> None:
@@ -223,7 +223,7 @@ def test_submitit_refuses_a_results_dir_other_users_can_write(tmp_path: Path, la
 def test_other_launchers_do_not_mind_shared_results_dirs(tmp_path: Path):
     tmp_path.chmod(0o777)
     try:
-        checks.writable(registry.compose_hydra([f"results_dir={tmp_path}", f"cache_dir={tmp_path}"]))
+        checks.writable(configs.compose_hydra([f"results_dir={tmp_path}", f"cache_dir={tmp_path}"]))
         checks.writable(compose(f"results_dir={tmp_path}", f"cache_dir={tmp_path}"))  # no Hydra config at all
     finally:
         tmp_path.chmod(0o700)

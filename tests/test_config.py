@@ -11,13 +11,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose
-from xorder import registry
+from xorder import configs
 from xorder.config import HEAD_KINDS, XorderConfig
 from xorder.plan import plan
 
 
 def _options(group: str) -> list[str]:
-    options = registry.options(group)
+    options = configs.options(group)
     assert options, f"config group {group} is empty"
     return options
 

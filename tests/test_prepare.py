@@ -11,7 +11,7 @@ from conftest import compose, demo_overrides, xorder_cli
 from test_sources import bad_pawsx_tree, write_hub_dir
 from xorder import prepare
 from xorder.data import fetch
-from xorder.registry import expand
+from xorder.configs import expand
 from xorder.errors import XorderError
 from xorder.plan import plan, to_typed
 

@@ -16,9 +16,9 @@ def _run(args: list[str]) -> int:
 
 
 def _tasks(args: list[str]) -> int:
-    from xorder import registry
+    from xorder import configs
 
-    print(registry.describe(args))
+    print(configs.describe(args))
     return 0
 
 

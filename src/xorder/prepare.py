@@ -26,7 +26,7 @@ from typing import Any, Iterator
 from xorder.data.fetch import DataNeed, fetch_data, stage_needs
 from xorder.data.readers import offline
 from xorder.errors import XorderError
-from xorder.registry import expand
+from xorder.configs import expand
 
 USAGE = "usage: xorder prepare [-m] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands sweeps)"
 _CHECK = "--check-offline"  # internal: the child process that loads everything with the network off
@@ -75,7 +75,7 @@ def main(args: list[str]) -> int:
 
 def _typed(overrides: list[str]) -> Any:
     from xorder.plan import to_typed
-    from xorder.registry import compose
+    from xorder.configs import compose
 
     return to_typed(compose(overrides))
 

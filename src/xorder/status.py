@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from xorder import records, registry
+from xorder import configs, records
 from xorder.errors import XorderError
 from xorder.plan import StageSpec, config_hash, plan
 from xorder.stage_cache import StageDir
@@ -31,7 +31,7 @@ def stage_state(cache_root: Path, stage: StageSpec) -> str:
 
 
 def cell_status(overrides: list[str]) -> CellStatus:
-    cfg = registry.compose(overrides)
+    cfg = configs.compose(overrides)
     relative = records.cell_path(cfg)
     record_dir = Path(cfg.results_dir).expanduser() / relative
     cache_root = Path(cfg.cache_dir).expanduser() / "stages"
@@ -52,7 +52,7 @@ def cell_status(overrides: list[str]) -> CellStatus:
 
 
 def main(args: list[str]) -> int:
-    cells = registry.expand(args)
+    cells = configs.expand(args)
     statuses = [cell_status(overrides) for overrides in cells]
     unique = {s.path: s for s in statuses}  # cells that are one and the same record count once
     width = max(len(p) for p in unique)
