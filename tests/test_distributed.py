@@ -149,6 +149,52 @@ def test_a_failure_on_another_process_exits_with_its_traceback(tmp_path: Path):
     assert "xorder: process 1 of 2 failed: no such task" in mistake.stderr
 
 
+_FAIL_SECOND = textwrap.dedent("""
+    # sitecustomize of the test below: xorder.run.run_cell fails in the second process of a submitit job
+    import importlib.abc, importlib.machinery, os, sys
+
+    class FailSecond(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "xorder.run":
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            load = spec.loader.exec_module
+
+            def exec_module(module):
+                load(module)
+                original = module.run_cell
+
+                def run_cell(*args, **kwargs):
+                    if os.environ.get("RANK") == "1":
+                        raise RuntimeError("injected failure of the second process")
+                    return original(*args, **kwargs)
+
+                module.run_cell = run_cell
+
+            spec.loader.exec_module = exec_module
+            return spec
+
+    if os.environ.get("SUBMITIT_EXECUTOR"):
+        sys.meta_path.insert(0, FailSecond())
+""")
+
+
+@pytest.mark.slow
+def test_a_failure_of_the_second_task_fails_the_grid_with_its_traceback(cache_dir: Path, tmp_path: Path):
+    """Hydra's submitit launcher keeps only the first task's result: the second task's error must still end the
+    grid, with its own traceback."""
+    (tmp_path / "inject").mkdir()
+    (tmp_path / "inject" / "sitecustomize.py").write_text(_FAIL_SECOND)
+    results = tmp_path / "results"
+    out = xorder_cli("run", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2",
+                     *demo_overrides(fresh_cache(cache_dir, tmp_path / "cache"), results, *FAST), cwd=tmp_path,
+                     env={"PYTHONPATH": str(tmp_path / "inject")})
+    assert out.returncode != 0
+    assert "(task: 1)" in out.stderr and "RuntimeError: injected failure of the second process" in out.stderr
+    assert "xorder: process 1 of 2 failed: injected failure of the second process" in out.stderr
+    assert not list(results.glob(f"**/{records.METRICS}"))
+
+
 def _exported(env: dict[str, str]) -> dict[str, str]:
     code = "import json; from xorder import distributed; print(json.dumps(distributed.export_submitit_env()))"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SUBMITIT_", "TORCHELASTIC"))}
@@ -283,7 +329,7 @@ def test_pinning_is_a_no_op_without_gpus_and_refuses_impossible_requests(monkeyp
     with pytest.raises(XorderError, match=r"3 cells at once \(hydra.launcher.n_jobs\) x gpus_per_job=2 need 6 GPUs, "
                                           r"but 4 are visible \(0,1,2,3\)"):
         distributed.pin_gpus(2, 3)
-    with pytest.raises(XorderError, match="gpus_per_job=5 need 5 GPUs"):
+    with pytest.raises(XorderError, match=r"gpus_per_job=5 needs 5 GPUs, but 4 are visible \(0,1,2,3\): lower"):
         distributed.pin_gpus(5, None)
     with pytest.raises(XorderError, match="gpus_per_job=-1: must be at least 0"):
         distributed.pin_gpus(-1, None)

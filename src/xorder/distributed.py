@@ -181,11 +181,14 @@ def pin_gpus(setting: int | None, parallel: int | None, poll_s: float = 2.0) -> 
     devices = visible_gpus()
     if not devices:
         return []
-    needed = count * (parallel or 1)
-    if needed > len(devices):
-        at_once = f"{parallel} cells at once (hydra.launcher.n_jobs) x " if parallel else ""
-        raise XorderError(f"{at_once}gpus_per_job={count} need {needed} GPUs, but {len(devices)} are visible "
-                          f"({','.join(devices)}): lower them, or set gpus_per_job=0 to let cells share the GPUs")
+    visible = f"{len(devices)} are visible ({','.join(devices)})"
+    if parallel and count * parallel > len(devices):
+        raise XorderError(f"{parallel} cells at once (hydra.launcher.n_jobs) x gpus_per_job={count} need "
+                          f"{count * parallel} GPUs, but {visible}: lower hydra.launcher.n_jobs or gpus_per_job "
+                          "(gpus_per_job=0: the cells share the GPUs)")
+    if count > len(devices):
+        raise XorderError(f"gpus_per_job={count} needs {count} GPUs, but {visible}: lower gpus_per_job "
+                          "(0: leave CUDA_VISIBLE_DEVICES alone)")
     folder = gpu_lock_dir()
     waited = False
     while True:
