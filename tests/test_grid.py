@@ -79,10 +79,11 @@ def test_status_reports_done_missing_failed_and_running(cache_dir: Path, tmp_pat
     out = xorder_cli("run", "-m", *args, "order=english_only,english_first", "seed=1", cwd=tmp_path)
     assert out.returncode == 2
     failed_path = cell_status([*args, "order=english_first", "seed=1"]).path  # where status looks: the same
-    assert out.stderr.strip().splitlines()[-1] == \
-        f"xorder: error: 1 cell of the grid failed (the others ran): {failed_path}"
-    assert "grid: 2 cells: 1 trained, 0 reused, 0 skipped, 1 failed; next: xorder status -m " in out.stdout
-    assert out.stdout.count("does not exist") == 1  # the reason, once (the cell's log line)
+    error = out.stderr.strip().splitlines()[-2:]
+    assert error[0] == "xorder: error: 1 cell of the grid failed (the others ran):"
+    assert error[1].startswith(f"  {failed_path}: qqp: no train file for 'de': ")
+    assert "grid: 2 cells: 1 trained, 0 reused, 0 skipped, 1 failed; next: fix what failed" in out.stdout
+    assert (out.stdout + out.stderr).count("does not exist") == 1  # the reason is said once
     assert len(metrics_files(results)) == 1
 
     status = xorder_cli("status", "-m", *args, "order=english_only,english_first", "seed=1,2", cwd=tmp_path)

@@ -96,10 +96,10 @@ def test_record_axes_drop_what_the_order_does_not_use():
     from xorder.plan import config_hash
     from xorder.records import cell_path
 
-    assert cell_path(compose("order=none", "task=squad")) == "pawsx/none/none/-/xlmr_large/seed1"
-    assert cell_path(compose("order=english_only", "multilingual=mlm")) == "pawsx/english_only/mnli/-/xlmr_large/seed1"
+    assert cell_path(compose("order=none", "task=squad")) == "pawsx/none/none/-/xlmr_large/hub/seed1"
+    assert cell_path(compose("order=english_only", "multilingual=mlm")) == "pawsx/english_only/mnli/-/xlmr_large/hub/seed1"
     mlm_only = cell_path(compose("order=multilingual_only", "multilingual=mlm", "task=qqp"))
-    assert mlm_only == "pawsx/multilingual_only/none/mlm/xlmr_large/seed1"  # MLM text does not depend on the task
+    assert mlm_only == "pawsx/multilingual_only/none/mlm/xlmr_large/hub/seed1"  # MLM text does not depend on the task
     assert config_hash(compose("order=none", "task=squad")) == config_hash(compose("order=none", "task=mnli"))
     assert config_hash(compose("order=none", "seed=2")) != config_hash(compose("order=none"))
 

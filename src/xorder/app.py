@@ -85,8 +85,11 @@ def _run(cfg: DictConfig, record_dir: str, main: bool, parallel: int | None) -> 
 
 
 def launch(args: list[str]) -> int:
-    """Run the Hydra app on `args` exactly as if they had been given to it on the command line."""
-    sys.argv = [sys.argv[0], *args, checks.CALLBACK_OVERRIDE]  # checks before Hydra writes or submits anything
+    """Run the Hydra app on `args` exactly as if they had been given to it on the command line, with xorder's
+    callbacks: the checks before Hydra writes or submits anything, and what is said around a grid (summary)."""
+    from xorder import summary
+
+    sys.argv = [sys.argv[0], *args, checks.CALLBACK_OVERRIDE, summary.CALLBACK_OVERRIDE]
     try:
         cell()
     except SystemExit as exit_:
@@ -94,9 +97,4 @@ def launch(args: list[str]) -> int:
         if code == 1 and not _composed:
             return EXIT_USER_ERROR
         return code
-    if _failures:
-        print(f"xorder: error: {len(_failures)} cell(s) of the grid failed; the others ran:", file=sys.stderr)
-        for record_dir, message in _failures:
-            print(f"  {record_dir}: {message}", file=sys.stderr)
-        return EXIT_USER_ERROR
     return 0

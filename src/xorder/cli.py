@@ -3,6 +3,8 @@ each subcommand imports what it needs when it runs."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from typing import Callable
 
@@ -15,7 +17,17 @@ def _run(args: list[str]) -> int:
     return app.launch(args)
 
 
+TASKS_HELP = """usage: xorder tasks [--config-dir DIR] [OVERRIDE ...]
+
+Lists every option of the config tree: intermediate tasks and targets (head kind, sources, languages), orders,
+multilingual variants, models and experiment presets, those of your own folders included (--config-dir DIR or
+hydra.searchpath=[file:///DIR], as for `xorder run`). Overrides change what is listed (e.g. data.source=...)."""
+
+
 def _tasks(args: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in args):
+        print(TASKS_HELP)
+        return 0
     from xorder import configs
 
     print(configs.describe(args))
@@ -40,12 +52,19 @@ def _prepare(args: list[str]) -> int:
     return prepare.main(args)
 
 
+def _cache(args: list[str]) -> int:
+    from xorder import cache
+
+    return cache.main(args)
+
+
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "run": ("run one study cell, or a grid with -m; arguments are Hydra overrides", _run),
     "status": ("done / running / failed / missing cells and cached stages of a run or grid (-m)", _status),
     "prepare": ("download and cache the data and models a run (or a grid with -m) needs; check them offline", _prepare),
     "tasks": ("list tasks, targets, orders and multilingual variants with their languages", _tasks),
     "report": ("result tables, statistics and plots from the run records in results/ (--help)", _report),
+    "cache": ("the stage cache: list stages with size, age and the records using them; clean it (--help)", _cache),
 }
 
 USAGE = "usage: xorder {" + ",".join(COMMANDS) + "} [ARGS...]"
@@ -61,12 +80,22 @@ def _help() -> str:
         "  xorder run order=english_first task=mnli target=pawsx seed=1",
         "  xorder run -m order=english_first,multilingual_first task=mnli,qqp seed=1,2,3",
         "  xorder run --help            (config groups and every option)",
+        "  xorder COMMAND --help        (what each command takes)",
     ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _dispatch(argv)
+    except BrokenPipeError:
+        # the reader went away (`xorder tasks | head -1`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _dispatch(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_help())
         return 0

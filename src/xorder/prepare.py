@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from xorder.configs import expand
 from xorder.data.fetch import DataNeed, fetch_data, stage_needs
 from xorder.data.readers import offline
 from xorder.errors import XorderError
-from xorder.configs import expand
 
-USAGE = "usage: xorder prepare [-m] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands sweeps)"
+USAGE = ("usage: xorder prepare [-m] [--config-dir DIR] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands "
+         "sweeps)")
 _CHECK = "--check-offline"  # internal: the child process that loads everything with the network off
 SMALL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py", "*.md"]
 
@@ -51,10 +52,7 @@ def main(args: list[str]) -> int:
         return 0
     if args and args[0] == _CHECK:
         return _check_offline(json.loads(args[1]))
-    unknown = [a for a in args if a.startswith("-") and a not in ("-m", "--multirun")]
-    if unknown:
-        raise XorderError(f"prepare does not take {unknown[0]!r}; {USAGE[7:]}")
-    cells = expand(args)
+    cells = expand(args, "prepare")
     models, data = collect(cells)
     started = time.time()
     mode = "checking the caches (offline)" if offline() else "fetching"

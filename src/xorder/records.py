@@ -3,14 +3,18 @@ the resolved config, per-example predictions and the log. Tables are built from 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import math
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from xorder.config import DataConfig, ModelConfig, MultilingualConfig, OrderConfig, TaskConfig, TrainerConfig
 from xorder.errors import XorderError
 from xorder.fileio import write_atomic
 
@@ -85,6 +89,12 @@ def validate(metrics: Any) -> list[str]:
 # Keys that change where or how verbosely a cell runs, not what it computes.
 _NOT_SCIENCE = ("results_dir", "cache_dir", "force", "hydra")
 _NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size")
+# Keys of an option that change no number: names and prose, logging, and which source is read (`sources` names it).
+_NOT_NUMBERS = frozenset({"name", "description", "citation", "source", "translation_source", "default_source",
+                          "default_translation_source", *_NOT_SCIENCE_TRAINER})
+_SCHEMAS = {"trainer": TrainerConfig, "model": ModelConfig, "order": OrderConfig, "target": TaskConfig,
+            "task": TaskConfig, "multilingual": MultilingualConfig}
+SETTINGS_HASH = 8  # hex digits of the settings hash in a record path
 
 
 def uses_tasks(cfg: DictConfig) -> bool:
@@ -105,22 +115,105 @@ def task_names(cfg: DictConfig) -> list[str]:
 
 
 def axes(cfg: DictConfig) -> dict[str, Any]:
-    """The study axes of a cell; an axis that the order does not use is '-' so equal cells share a record."""
+    """The study axes of a cell; an axis that the order does not use is '-' so equal cells share a record.
+    `variant` names what else the numbers depend on (see `variant`)."""
     return {
         "target": cfg.target.name,
         "order": cfg.order.name,
         "tasks": task_names(cfg),
         "multilingual": cfg.multilingual.name if uses_multilingual(cfg) else NOT_APPLICABLE,
         "model": cfg.model.name,
+        "variant": variant(cfg),
         "seed": int(cfg.seed),
     }
 
 
 def cell_path(cfg: DictConfig) -> str:
-    """results_dir-relative record directory: <target>/<order>/<tasks>/<multilingual>/<model>/seed<k>."""
+    """results_dir-relative record directory: <target>/<order>/<tasks>/<multilingual>/<model>/<variant>/seed<k>."""
     a = axes(cfg)
     tasks = "+".join(a["tasks"]) or "none"
-    return f"{a['target']}/{a['order']}/{tasks}/{a['multilingual']}/{a['model']}/seed{a['seed']}"
+    return f"{a['target']}/{a['order']}/{tasks}/{a['multilingual']}/{a['model']}/{a['variant']}/seed{a['seed']}"
+
+
+def variant(cfg: DictConfig) -> str:
+    """The data sources the cell reads (`sources`), then, only when some setting differs from xorder's own
+    config files (`settings`), a short hash of those differences: `hub`, `synthetic-1a2b3c4d`. Two cells that
+    differ in anything that changes their numbers but is not an axis get different record directories."""
+    differences = settings(cfg)
+    if not differences:
+        return sources(cfg)
+    digest = hashlib.sha256(json.dumps(sorted(differences.items()), default=str).encode()).hexdigest()
+    return f"{sources(cfg)}-{digest[:SETTINGS_HASH]}"
+
+
+def sources(cfg: DictConfig) -> str:
+    """The names of the data sources the cell reads, the target's first: `hub`, `synthetic`, `xtreme+synthetic`."""
+    from xorder.plan import resolved_source
+
+    def name(spec: Any, translations: bool = False) -> str:
+        try:
+            return resolved_source(spec, cfg.data.source, translations)
+        except XorderError:  # no source to read: the cell stops with that message when it plans its stages
+            return "none"
+
+    stages = set(cfg.order.stages)
+    read = {name(cfg.task[t]) for t in cfg.task} if stages & {"english", "joint"} else set()
+    if uses_multilingual(cfg) and cfg.multilingual.kind == "mlm" and cfg.multilingual.text is not None:
+        read.add(name(cfg.multilingual.text))
+    elif uses_multilingual(cfg) and cfg.multilingual.kind != "mlm":
+        read |= {name(cfg.task[t], translations=True) for t in cfg.task}
+    target = name(cfg.target)
+    return "+".join([target, *sorted(read - {target})])
+
+
+def settings(cfg: DictConfig) -> dict[str, Any]:
+    """The settings of a cell that change its numbers and differ from xorder's own files: `trainer` against
+    conf/trainer/default.yaml, each option the axes name (model, order, target; the tasks and the multilingual
+    variant where the order uses them) against its file in conf/ (an option xorder does not ship counts whole),
+    and `data.synthetic_examples` against its default. Which source is read is left to `sources`; prose, names
+    and logging are left out. Pure: the shipped files are read, never composed."""
+    nodes = [("trainer", cfg.trainer, _shipped("trainer", "default")),
+             ("model", cfg.model, _shipped("model", cfg.model.name)),
+             ("order", cfg.order, _shipped("order", cfg.order.name)),
+             ("target", cfg.target, _shipped("target", cfg.target.name))]
+    if uses_tasks(cfg):
+        nodes += [(f"task.{name}", cfg.task[name], _shipped("task", name)) for name in cfg.task]
+    if uses_multilingual(cfg):
+        nodes.append(("multilingual", cfg.multilingual, _shipped("multilingual", cfg.multilingual.name)))
+    differences: dict[str, Any] = {}
+    for prefix, node, shipped in nodes:
+        mine = flatten(_science(OmegaConf.to_container(node, resolve=False)), f"{prefix}.")
+        theirs = flatten(_science(shipped or {}), f"{prefix}.")
+        differences.update({k: mine.get(k) for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)})
+    if cfg.data.synthetic_examples != DataConfig.synthetic_examples:
+        differences["data.synthetic_examples"] = cfg.data.synthetic_examples
+    return differences
+
+
+def _science(node: dict[str, Any]) -> dict[str, Any]:
+    """An option's keys minus those that change no number (also inside the MLM text of multilingual=mlm)."""
+    kept = {k: v for k, v in node.items() if k not in _NOT_NUMBERS}
+    if isinstance(kept.get("text"), dict):
+        kept["text"] = _science(kept["text"])
+    return kept
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped(group: str, option: str) -> dict[str, Any] | None:
+    """conf/<group>/<option>.yaml as xorder ships it, merged onto its schema as Hydra merges it; None when
+    xorder ships no such option. A task file that only includes a target (task/pawsx) is that target's."""
+    folder = resources.files("xorder.conf")
+    file = folder.joinpath(group, f"{option}.yaml")
+    if not file.is_file():
+        return None
+    raw = OmegaConf.load(file)
+    if group == "task":
+        if option not in raw:
+            included = [str(e) for e in raw.get("defaults", [])]
+            return _shipped("target", option) if included == [f"/target/{option}@{option}"] else None
+        raw = raw[option]
+    merged = OmegaConf.merge(OmegaConf.structured(_SCHEMAS[group]), raw)
+    return OmegaConf.to_container(merged, resolve=False)
 
 
 def register_resolvers() -> None:

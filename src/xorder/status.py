@@ -1,5 +1,18 @@
-"""`xorder status [-m] OVERRIDES`: where each cell of a run or grid stands (done, running, failed, missing)
-and which of its stages are cached, read from the run records and the stage cache alone."""
+"""`xorder status [-m] [--config-dir DIR] OVERRIDES`: where each cell of a run or grid stands (done, running,
+failed, stale, missing) and which of its stages are cached, read from the run records and the stage cache alone.
+
+Takes the overrides of `xorder run` (and -m for a grid). One line per cell (cells that are one record count
+once): its record directory under results_dir, its state, and each stage as name[hash]:cached, partial@STEP
+(a resumable checkpoint), training (its lock is held) or missing. The last line counts cells and stages.
+
+  done     a complete record of this very config
+  running  another process holds the cell's lock
+  failed   the cell stopped on a mistake; the reason (its error.txt) is printed below it
+  stale    a complete record of a different config under the same directory (force=true replaces it)
+  missing  no record yet
+
+exit status: 0 every cell done; 1 work remains (cells missing, running or stale, none failed); 3 some cell
+failed; 2 the command itself is wrong (unknown option, bad override)."""
 
 from __future__ import annotations
 
@@ -10,6 +23,11 @@ from xorder import configs, records
 from xorder.errors import XorderError
 from xorder.plan import StageSpec, config_hash, plan
 from xorder.stage_cache import StageDir
+
+
+USAGE = "usage: xorder status [-m] [--config-dir DIR] [OVERRIDE ...]   (the overrides of `xorder run`)"
+EXIT_INCOMPLETE = 1  # some cells missing, running or stale
+EXIT_FAILED = 3  # some cell failed (2 is a mistake in the command itself)
 
 
 @dataclass
@@ -52,7 +70,11 @@ def cell_status(overrides: list[str]) -> CellStatus:
 
 
 def main(args: list[str]) -> int:
-    cells = configs.expand(args)
+    if any(a in ("-h", "--help") for a in args):
+        print(USAGE)
+        print(__doc__.split("\n\n", 1)[1].rstrip())
+        return 0
+    cells = configs.expand(args, "status")
     statuses = [cell_status(overrides) for overrides in cells]
     unique = {s.path: s for s in statuses}  # cells that are one and the same record count once
     width = max(len(p) for p in unique)
@@ -72,4 +94,6 @@ def main(args: list[str]) -> int:
         stage_counts[key] = stage_counts.get(key, 0) + 1
     print(f"cells: {len(unique)} ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
           f"distinct stages: {len(distinct)} ({', '.join(f'{n} {k}' for k, n in sorted(stage_counts.items()))})")
-    return 0
+    if counts.get("failed"):
+        return EXIT_FAILED
+    return 0 if counts.get("done", 0) == len(unique) else EXIT_INCOMPLETE
