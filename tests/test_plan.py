@@ -108,3 +108,36 @@ def test_processes_enter_every_stage_hash():
     one = [s.hash for s in plan(compose("data.source=synthetic"), processes=1)]
     four = [s.hash for s in plan(compose("data.source=synthetic"), processes=4)]
     assert all(a != b for a, b in zip(one, four))  # batch_size is per process: 4 processes, 4x the batch
+
+
+def test_translate_train_early_stopping_pairs_are_held_out_of_the_english_stage():
+    """MNLI's translate-train stage early-stops on translations of MNLI's last 2000 training pairs: no stage of any
+    order may train on their originals, or english_first and multilingual_first would be stopped differently."""
+    from xorder.data.sources import overlapping, parse_split
+
+    for order in ("english_first", "multilingual_first", "joint", "english_only"):
+        cfg = compose(f"order={order}", "task=mnli")
+        english = cfg.task.mnli.sources.hub.splits.train.split
+        dev = cfg.task.mnli.translations.hub.splits.dev.split
+        assert overlapping(parse_split(english), parse_split(dev)) is None
+        plan(cfg)
+    with pytest.raises(XorderError, match=r"task mnli: its translations early-stop on 'train\[-2000:\]', rows the "
+                                          r"English source trains on \('train'\)"):
+        plan(compose("order=english_first", "task=mnli", "task.mnli.sources.hub.splits.train.split=train"))
+
+
+def test_joint_stages_get_the_budget_of_the_sequential_orders():
+    joint = stages("order=joint", "task=mnli", "trainer.intermediate.max_steps=30", "trainer.multilingual.max_steps=20")
+    budget = {b.group: (b.epochs, b.max_steps) for b in joint[0].hparams.budget}
+    assert budget == {"english": (3.0, 30), "multilingual": (1.0, 20)}
+    summed = stages("order=joint", "task=mnli", "trainer.joint_budget=sum")
+    assert summed[0].hparams.budget is None and summed[0].hash != stages("order=joint", "task=mnli")[0].hash
+
+
+def test_targets_bring_their_own_epochs_length_and_evaluation_cadence():
+    expected = {"pawsx": (5.0, 128, 10), "xnli": (2.0, 256, 10), "sts": (10.0, 128, 10)}
+    for target, (epochs, max_length, evaluations) in expected.items():
+        stage = stages("order=none", f"target={target}")[-1]
+        assert (stage.hparams.epochs, stage.components[0].task.max_length, stage.hparams.evaluations) == \
+            (epochs, max_length, evaluations)
+    assert stages("order=none", "target=sts", "trainer.target.epochs=4")[-1].hparams.epochs == 4.0

@@ -4,6 +4,7 @@ work, and batches drawn in random length-grouped order."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -98,3 +99,14 @@ def test_a_diverging_stage_stops_and_writes_no_record(cache_dir: Path, tmp_path:
         with pytest.raises(XorderError, match=r"stage target \[\w+\] diverged: .* at step \d+ of 12.*lr=1e\+06"):
             run_demo_cell(cache_dir, tmp_path / "results", "order=none", f"target={target}", *FAST, "trainer.lr=1e6")
     assert not list((tmp_path / "results").glob("**/metrics.json"))
+
+
+@pytest.mark.slow
+def test_a_joint_stage_trains_the_steps_of_both_sequential_stages(cache_dir: Path, tmp_path: Path):
+    metrics, _ = run_demo_cell(cache_dir, tmp_path / "results", "order=joint", "trainer.intermediate.max_steps=12",
+                               "trainer.multilingual.max_steps=8", "trainer.target.max_steps=9",
+                               "target.evaluations=3", "trainer.eval_every=100", "data.synthetic_examples=200")
+    joint, target = metrics["stages"]
+    assert joint["steps"] == 12 + 8  # matched: the English stage's 12 steps and the multilingual stage's 8
+    summary = StageDir(cache_dir / "stages" / target["hash"]).summary
+    assert [entry["step"] for entry in json.loads(summary.read_text())["history"]] == [3, 6, 9]

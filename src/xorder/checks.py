@@ -189,13 +189,16 @@ def _trainer(cfg: Any) -> None:
         if getattr(trainer, key) is not None:
             _at_least(f"trainer.{key}", getattr(trainer, key), 1, " (or null: no cap)")
     _at_least("trainer.num_workers", trainer.num_workers, 0)
+    _choice("trainer.joint_budget", trainer.joint_budget, ("matched", "sum"))
     for tracker in trainer.trackers:
         if tracker not in TRACKERS:
             raise _bad("trainer.trackers", trainer.trackers, f"{tracker!r} is not one of {', '.join(TRACKERS)}")
     for name in PHASES:
         phase, prefix = getattr(trainer, name), f"trainer.{name}"
-        # epochs bounds training even when max_steps is set (the run stops at the smaller of the two)
-        _greater(f"{prefix}.epochs", phase.epochs, 0, " (max_steps only stops earlier)")
+        # epochs bounds training even when max_steps is set (the run stops at the smaller of the two); the
+        # target's may be null: the target's own epochs then apply
+        if phase.epochs is not None or name != "target":
+            _greater(f"{prefix}.epochs", phase.epochs, 0, " (max_steps only stops earlier)")
         if phase.max_steps is not None:
             _at_least(f"{prefix}.max_steps", phase.max_steps, 1, " (or null: epochs decide)")
         if _opt(phase, "lr") is not None:
@@ -216,6 +219,10 @@ def _top(cfg: Any) -> None:
             raise _bad("order.stages", stages, f"{stage!r} is not one of {', '.join(STAGES)}")
     variant = cfg.multilingual
     _choice("multilingual.kind", variant.kind, MULTILINGUAL_KINDS)
+    if cfg.target.epochs is not None:
+        _greater("target.epochs", cfg.target.epochs, 0, " (or null: 3)")
+    if cfg.target.evaluations is not None:
+        _at_least("target.evaluations", cfg.target.evaluations, 1, " (or null: every trainer.eval_every steps)")
     _interval("multilingual.mlm_probability", variant.mlm_probability, 0, 1, closed_low=False)
     if variant.max_examples_per_language is not None:
         _at_least("multilingual.max_examples_per_language", variant.max_examples_per_language, 1,

@@ -61,6 +61,8 @@ class TaskConfig:
     doc_stride: int = 128  # extractive QA: overlap of windows over long contexts
     train_language: str = "en"
     languages: List[str] = field(default_factory=lambda: ["en"])  # evaluation languages (targets)
+    epochs: Optional[float] = None  # targets: training epochs (trainer.target.epochs wins when set)
+    evaluations: Optional[int] = None  # targets: evaluations per run, spread evenly (None: trainer.eval_every)
     source: Optional[str] = None  # chosen entry of `sources`; None: data.source if present, else default_source
     default_source: str = "hub"
     sources: Dict[str, SourceConfig] = field(default_factory=dict)
@@ -100,7 +102,7 @@ class MultilingualConfig:
 class PhaseConfig:
     """How long one kind of stage trains."""
 
-    epochs: float = 3.0
+    epochs: Optional[float] = 3.0  # the target's None: its own `epochs`
     max_steps: Optional[int] = None  # stops earlier than `epochs` when set
     lr: Optional[float] = None  # None: trainer.lr
     batch_size: Optional[int] = None
@@ -136,7 +138,10 @@ class TrainerConfig:
     num_workers: int = 0
     intermediate: PhaseConfig = field(default_factory=PhaseConfig)
     multilingual: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=1.0))
-    target: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=5.0, eval_examples=None))
+    target: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=None, eval_examples=None))
+    # joint stages: `matched` gives the English and the multilingual data the steps the sequential orders give
+    # them (intermediate and multilingual epochs and max_steps); `sum` trains intermediate epochs over both together
+    joint_budget: str = "matched"
 
 
 @dataclass

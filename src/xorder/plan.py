@@ -65,11 +65,27 @@ class StageHParams:
     sampling_temperature: float
     max_examples_per_task: int | None
     freeze_embeddings: bool = False
+    evaluations: int | None = None  # the target: evaluations per run, spread evenly (instead of eval_every)
+    # a joint stage under trainer.joint_budget=matched: per group of components (english, multilingual), the
+    # epochs and max_steps that group gets in the sequential orders
+    budget: tuple[Budget, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Budget:
+    group: str  # english | multilingual
+    epochs: float
+    max_steps: int | None
 
 
 # Hyperparameters added after stage hashes were first published: left out of a hash while they have these values,
 # so the stages they do not change keep their hashes (and their cached weights).
-HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False}
+HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False, "evaluations": None, "budget": None}
+
+
+def group(variant: str) -> str:
+    """Which budget group a component's data belongs to in a joint stage."""
+    return "english" if variant == "english" else "multilingual"
 
 
 @dataclass(frozen=True)
@@ -113,7 +129,9 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1) -> StageHParams:
+def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1, *, epochs: float | None = None,
+                  evaluations: int | None = None, budget: tuple[Budget, ...] | None = None) -> StageHParams:
+    """`epochs`: the target's own when its phase sets none."""
     return StageHParams(
         processes=processes,
         precision=hashed_precision(trainer.precision),  # the setting, or Accelerate's choice under auto
@@ -125,7 +143,7 @@ def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1
         batch_size=phase.batch_size or trainer.batch_size,
         grad_accum=phase.grad_accum or trainer.grad_accum,
         max_length=trainer.max_length,
-        epochs=phase.epochs,
+        epochs=phase.epochs if phase.epochs is not None else (epochs if epochs is not None else 3.0),
         max_steps=phase.max_steps,
         eval_every=trainer.eval_every,
         eval_examples=phase.eval_examples if phase.eval_examples is not None else trainer.eval_examples,
@@ -135,6 +153,8 @@ def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1
         sampling_temperature=trainer.sampling_temperature,
         max_examples_per_task=trainer.max_examples_per_task,
         freeze_embeddings=trainer.freeze_embeddings,
+        evaluations=evaluations,
+        budget=budget,
     )
 
 
@@ -217,25 +237,73 @@ def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[S
     processes = world_size() if processes is None else processes
     if cfg.order.stages and not cfg.task:
         raise XorderError(f"order={cfg.order.name} needs at least one intermediate task (task=NAME)")
+    _check_held_out(cfg)
+    trainer = cfg.trainer
     builders = {
-        "english": lambda: (_english(cfg), cfg.trainer.intermediate),
-        "multilingual": lambda: (_multilingual(cfg), cfg.trainer.multilingual),
-        "joint": lambda: (_english(cfg) + _multilingual(cfg), cfg.trainer.intermediate),
+        "english": lambda: (_english(cfg), trainer.intermediate),
+        "multilingual": lambda: (_multilingual(cfg), trainer.multilingual),
+        "joint": lambda: (_english(cfg) + _multilingual(cfg), trainer.intermediate),
     }
     stages: list[StageSpec] = []
     parent = base_identity(cfg)
     for index, name in enumerate([*cfg.order.stages, "target"]):
         if name == "target":
-            comps, phase = [_target(cfg)], cfg.trainer.target
+            comps, phase = [_target(cfg)], trainer.target
+            hparams = stage_hparams(trainer, phase, processes, epochs=cfg.target.epochs,
+                                    evaluations=cfg.target.evaluations)
         elif name in builders:
             comps, phase = builders[name]()
+            hparams = stage_hparams(trainer, phase, processes, budget=_budget(cfg) if name == "joint" else None)
         else:
             raise XorderError(f"order {cfg.order.name!r} names an unknown stage {name!r} (valid: {', '.join(builders)})")
-        stage = StageSpec(index, name, tuple(comps), stage_hparams(cfg.trainer, phase, processes), cfg.seed, parent)
+        stage = StageSpec(index, name, tuple(comps), hparams, cfg.seed, parent)
         stage = replace(stage, hash=stage_hash(stage, cfg))
         stages.append(stage)
         parent = stage.hash
     return stages
+
+
+def _budget(cfg: XorderConfig) -> tuple[Budget, ...] | None:
+    """A joint stage's steps under trainer.joint_budget: `matched` (each kind of data gets the steps the sequential
+    orders give it, so order is not confounded with compute) or `sum` (intermediate epochs over both together)."""
+    trainer = cfg.trainer
+    if trainer.joint_budget == "sum":
+        return None
+    if trainer.joint_budget != "matched":
+        raise XorderError(f"trainer.joint_budget={trainer.joint_budget} is invalid: must be one of matched, sum")
+    english, multilingual = trainer.intermediate, trainer.multilingual
+    return (Budget("english", english.epochs if english.epochs is not None else 3.0, english.max_steps),
+            Budget("multilingual", multilingual.epochs if multilingual.epochs is not None else 1.0,
+                   multilingual.max_steps))
+
+
+def _check_held_out(cfg: XorderConfig) -> None:
+    """Pairs a translate-train stage early-stops on must be held out of the English stage too, or that stage
+    would have trained on the originals of its validation data in english_first and joint, and not in
+    multilingual_first: a bias in exactly the comparison the study exists for. A translation source's dev rows
+    cut from its train split (as `train[-2000:]`) are compared with the English source's train split of the same
+    name, which must leave those rows out (translate-train data is row-parallel to its English original)."""
+    stages = set(cfg.order.stages)
+    if cfg.multilingual.kind != "translate_train" or not stages & {"multilingual", "joint"} \
+            or not stages & {"english", "joint"}:
+        return
+    from xorder.data.sources import overlapping, parse_split, splits_of
+
+    for name in sorted(cfg.task):
+        spec = cfg.task[name]
+        if not spec.translations:
+            continue
+        translations = spec.translations[resolved_source(spec, cfg.data.source, translations=True)]
+        english = spec.sources[resolved_source(spec, cfg.data.source)]
+        dev, train = splits_of(translations).get("dev"), splits_of(english).get("train")
+        if dev is None or dev.split is None or train is None or train.split is None:
+            continue
+        clash = overlapping(parse_split(train.split), parse_split(dev.split))
+        if clash:
+            raise XorderError(
+                f"task {name}: its translations early-stop on {dev.split!r}, rows the English source trains on "
+                f"({train.split!r}): hold them out of the English training split too (e.g. "
+                f"task.{name}.sources.<source>.splits.train.split='{clash}[:-N]' for dev '{clash}[-N:]')")
 
 
 def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
@@ -252,7 +320,7 @@ def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
 
 def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
     task = asdict(comp.task)
-    for key in ("description", "citation", "sources", "translations", "source", "translation_source", "default_source",
+    for key in ("description", "citation", "epochs", "evaluations", "sources", "translations", "source", "translation_source", "default_source",
                 "default_translation_source"):
         task.pop(key)
     source = asdict(comp.source)

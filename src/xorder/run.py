@@ -114,6 +114,7 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         "scores": {name: sel["scores"] for name, sel in chosen.items()},
         "selected_steps": {name: sel["steps"] for name, sel in chosen.items()},
         "stages": entries,
+        "notes": _cadence_notes(summary["history"]),
         "provenance": _provenance(accelerator, started, stages_hash(stages)),
     }
     if cfg.trainer.trackers:
@@ -239,6 +240,16 @@ def _write_record(record_dir: Path, dcfg: DictConfig, metrics: dict[str, Any], e
     write_atomic(record_dir / records.CONFIG, OmegaConf.to_yaml(records.science_config(dcfg)))
     metrics["files"] = records.file_digests(record_dir)
     write_json(record_dir / records.METRICS, metrics)
+
+
+def _cadence_notes(history: list[dict[str, Any]]) -> list[str]:
+    """A target evaluated once has one checkpoint: its selections cannot differ, whatever the tables suggest."""
+    if len(history) >= 2:
+        return []
+    note = (f"the target was evaluated {len(history)} time(s): en_dev, oracle, last and average are the same "
+            "checkpoint (set target.evaluations, or a smaller trainer.eval_every)")
+    log.warning("%s", note)
+    return [note]
 
 
 def _constant_predictions(predictions: Any) -> list[str]:

@@ -29,7 +29,7 @@ from xorder.data.batching import Collator, LengthGroupedBatchSampler, sampling_w
 from xorder.data.stage import StageData
 from xorder.errors import Preempted, XorderError
 from xorder.evaluate import EvalResult, nest, predict
-from xorder.plan import StageHParams, StageSpec
+from xorder.plan import StageHParams, StageSpec, group
 from xorder.stage_cache import StageDir
 from xorder.throughput import Meter
 
@@ -158,6 +158,32 @@ def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence
     return samplers, loaders, evals
 
 
+def _steps(epochs: float, batches: int, max_steps: int | None, grad_accum: int) -> int:
+    total = math.ceil(epochs * batches / grad_accum)
+    return min(total, max_steps) if max_steps is not None else total
+
+
+def _schedule(hp: StageHParams, data: StageData, batches: list[int]) -> tuple[int, np.ndarray]:
+    """Optimizer steps of the stage and the probability of drawing each training set's next batch. Under a joint
+    budget each group of sets (English, multilingual) gets the steps its sequential stage would have, and is
+    drawn in proportion to them."""
+    sizes = [len(ts.features) for ts in data.train]
+    if hp.budget is None:
+        total = _steps(hp.epochs, sum(batches), hp.max_steps, hp.grad_accum)
+        return max(total, 1), sampling_weights(sizes, hp.sampling, hp.sampling_temperature)
+    weights = np.zeros(len(sizes))
+    steps = {}
+    for budget in hp.budget:
+        members = [i for i, ts in enumerate(data.train) if group(ts.variant) == budget.group]
+        if not members:
+            continue
+        steps[budget.group] = _steps(budget.epochs, sum(batches[i] for i in members), budget.max_steps, hp.grad_accum)
+        within = sampling_weights([sizes[i] for i in members], hp.sampling, hp.sampling_temperature)
+        weights[members] = within * steps[budget.group]
+    total = max(sum(steps.values()), 1)
+    return total, weights / weights.sum()
+
+
 def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, tokenizer: Any, accelerator: Any,
                 folder: StageDir, hooks: Hooks, cadence: Cadence) -> LoopState:
     """Train one stage in `folder` (resuming from its checkpoint if one is there); returns the loop state.
@@ -180,11 +206,10 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
 
     names = list(loaders)
     heads = {ts.name: ts.head for ts in data.train}
-    total = math.ceil(hp.epochs * sum(len(loader) for loader in loaders.values()) / hp.grad_accum)
-    total = max(min(total, hp.max_steps) if hp.max_steps is not None else total, 1)
+    total, weights = _schedule(hp, data, [len(loader) for loader in loaders.values()])
     state.total_steps = total
+    eval_every = math.ceil(total / hp.evaluations) if hp.evaluations else hp.eval_every
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
-    weights = sampling_weights([len(ts.features) for ts in data.train], hp.sampling, hp.sampling_temperature)
     rng = np.random.default_rng(stage.seed)
     averager = Averager() if hooks.average else None
     if saved is not None:
@@ -222,7 +247,7 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
         bar.update(1)
         if state.step % cadence.log_every == 0 or state.step == total:
             run.log(scheduler.get_last_lr()[0], bar)
-        if state.step % hp.eval_every == 0 or state.step == total:
+        if state.step % eval_every == 0 or state.step == total:
             run.evaluate()
         state.seconds = time.time() - started
         ask_stop = hooks.stop_requested is not None and state.step % cadence.log_every == 0 and state.step < total

@@ -86,6 +86,20 @@ def _bound(text: str | None, n: int) -> int | None:
     return int(text)
 
 
+def overlapping(first: list[Part], second: list[Part], rows: int = 10**9) -> str | None:
+    """The split name that two split specs both read rows of (for any number of rows above a few thousand), or
+    None: `train[:-2000]` and `train[-2000:]` do not overlap, `train` and `train[-2000:]` do."""
+    for a in first:
+        for b in second:
+            if a.name != b.name:
+                continue
+            ra = range(*slice(_bound(a.start, rows), _bound(a.stop, rows)).indices(rows))
+            rb = range(*slice(_bound(b.start, rows), _bound(b.stop, rows)).indices(rows))
+            if max(ra.start, rb.start) < min(ra.stop, rb.stop):
+                return a.name
+    return None
+
+
 def prefix_needed(part: Part, cap: int | None) -> int | None:
     """How many leading rows of a capped (streamed) source a part needs: 'train[500:]' with a cap of 2000
     reads 2500 rows, 'train[:500]' 500, so the parts of one stream never overlap. None: read everything."""

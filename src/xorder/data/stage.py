@@ -25,6 +25,7 @@ class TrainSet:
     task: TaskConfig
     features: Any  # datasets.Dataset
     mlm_probability: float | None
+    variant: str  # english | translate_train | mlm | target
 
     @property
     def kind(self) -> Kind:
@@ -107,7 +108,8 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
         fp = fingerprint("/".join(fps) + f":{len(rows)}", task, tokenizer, max_length, True, names)
         features = encode(rows, task, tokenizer, max_length, train=True, label_names=names, fingerprint=fp,
                           cache_dir=settings.cache_dir)
-        train_sets.append(TrainSet(f"{comp.head}/{comp.variant}", comp.head, task, features, comp.mlm_probability))
+        train_sets.append(TrainSet(f"{comp.head}/{comp.variant}", comp.head, task, features, comp.mlm_probability,
+                                   comp.variant))
         evals += _eval_sets(stage, comp, names, tokenizer, settings, max_length)
     return StageData(train_sets, evals, label_names)
 
