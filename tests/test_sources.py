@@ -464,3 +464,24 @@ def test_same_shaped_synthetic_splits_of_two_tasks_never_share_a_fingerprint(cac
     cfg = typed("task=[mnli,anli]", "data.source=synthetic")
     mnli, anli = (read(cfg.task[t], "train", "en", cache_dir, cfg.task[t].sources["synthetic"]) for t in ("mnli", "anli"))
     assert mnli.rows[0]["text_a"] != anli.rows[0]["text_a"] and mnli.fingerprint != anli.fingerprint
+
+
+def test_sts17_pairs_that_are_in_the_selection_set_are_excluded_from_evaluation(shared_data: Path, cache_dir: Path):
+    """STS 2017's en-en track is 125 pairs of STS-B dev (the en_dev selection set) and 125 of STS-B test: the
+    shared pairs leave the evaluation set, with a note. STS-B's own test set repeats 12 training pairs and 4 dev
+    pairs (one is in both): they leave too. Nothing else does."""
+    from xorder import tiny
+    from xorder.data.stage import DataSettings, prepare
+    from xorder.model import load_tokenizer
+
+    cfg = to_typed(compose("experiment=demo_sts_real", f"data_root={shared_data}", "order=none",
+                           f"cache_dir={cache_dir}"))
+    target = plan(cfg)[-1]
+    data = prepare(target, load_tokenizer(str(tiny.ensure(cache_dir))), DataSettings(str(cache_dir), 50))
+    sizes = {(ev.split, ev.language): len(ev.examples) for ev in data.evals}
+    assert sizes[("sts17", "en-en")] == 125
+    assert sizes[("sts17", "es-es")] == 250 and sizes[("dev", "en")] == 1500 and sizes[("test", "en")] == 1364
+    assert sizes[("test", "de")] == 1379
+    assert data.notes == ["test/en: 15 of 1379 pairs excluded from evaluation (12 in its training data and 4 in its "
+                          "selection data)",
+                          "sts17/en-en: 125 of 250 pairs excluded from evaluation (125 in its selection data)"]

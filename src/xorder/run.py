@@ -114,7 +114,7 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         "scores": {name: sel["scores"] for name, sel in chosen.items()},
         "selected_steps": {name: sel["steps"] for name, sel in chosen.items()},
         "stages": entries,
-        "notes": _cadence_notes(summary["history"]),
+        "notes": [*summary.get("notes", []), *_cadence_notes(summary["history"])],
         "provenance": _provenance(accelerator, started, stages_hash(stages)),
     }
     if cfg.trainer.trackers:
@@ -166,7 +166,7 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
         "examples": state.examples, "tokens": state.tokens, "throughput": asdict(speed),
         "best_step": state.best_step, "best_score": state.best_score, "stopped_early": state.stopped_early,
         "hparams": asdict(hp), "losses": state.losses, "history": state.history, "average": state.average,
-        "label_names": data.label_names, "processes": accelerator.num_processes,
+        "label_names": data.label_names, "notes": data.notes, "processes": accelerator.num_processes,
         "precision": accelerator.mixed_precision,
     }
 

@@ -4,7 +4,9 @@ evaluation sets, loaded, validated and tokenized before the first training step.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from xorder import kinds
@@ -60,6 +62,7 @@ class StageData:
     train: list[TrainSet]
     evals: list[EvalSet]
     label_names: dict[str, list[str]]
+    notes: list[str] = field(default_factory=list)  # what a reader of the record must know (excluded pairs)
 
 
 @dataclass
@@ -91,6 +94,7 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
     train_sets: list[TrainSet] = []
     evals: list[EvalSet] = []
     label_names: dict[str, list[str]] = {}
+    notes: list[str] = []
     for comp in stage.components:
         task = comp.task
         max_length = task.max_length or stage.hparams.max_length
@@ -110,8 +114,8 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
                           cache_dir=settings.cache_dir)
         train_sets.append(TrainSet(f"{comp.head}/{comp.variant}", comp.head, task, features, comp.mlm_probability,
                                    comp.variant))
-        evals += _eval_sets(stage, comp, names, tokenizer, settings, max_length)
-    return StageData(train_sets, evals, label_names)
+        evals += _eval_sets(stage, comp, names, tokenizer, settings, max_length, rows, notes)
+    return StageData(train_sets, evals, label_names, notes)
 
 
 def read_cap(comp: Component) -> int | None:
@@ -152,18 +156,64 @@ def reads(stage: StageSpec) -> Iterator[tuple[Component, str, str, int | None]]:
 
 
 def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: Any, settings: DataSettings,
-               max_length: int) -> list[EvalSet]:
+               max_length: int, train: Any, notes: list[str]) -> list[EvalSet]:
     task = comp.task
     cap = None if stage.is_target else stage.hparams.eval_examples
+    reads = eval_reads(stage, comp)
+    loaded_sets = {key: _load(comp, *key, settings) for key in reads}
+    seen = None
+    if stage.is_target:  # no evaluation pair may be one the target trains on or is selected on
+        selection = loaded_sets.get(("dev", task.train_language))
+        seen = {"training": set(_keys(train, task)),
+                "selection": set(_keys(selection.dataset, task)) if selection is not None else set()}
     out = []
-    for split, lang in eval_reads(stage, comp):
-        loaded = _load(comp, split, lang, settings)
+    for split, lang in reads:
+        loaded = loaded_sets[(split, lang)]
         if loaded is None:
             continue
         examples = subset(loaded.dataset, cap, f"{task.name}/{split}/{lang}")
-        fp = fingerprint(f"{loaded.fingerprint}:{len(examples)}", task, tokenizer, max_length, False, names)
+        if seen is not None:
+            examples = _without_seen(examples, task, split, lang, seen, notes)
+        fp = fingerprint(f"{loaded.fingerprint}:{len(examples)}:{_digest(examples)}", task, tokenizer, max_length,
+                         False, names)
         features = encode(examples, task, tokenizer, max_length, train=False, label_names=names, fingerprint=fp,
                           cache_dir=settings.cache_dir)
         features = features.add_column("feature", list(range(len(features))))
         out.append(EvalSet(comp.head, task, split, lang, examples, features, names, comp.mlm_probability))
     return out
+
+
+def _keys(dataset: Any, task: TaskConfig) -> list[str]:
+    """One key per row: its texts, normalised (NFKC, case, whitespace) and sorted, so that a pair that is also
+    in another set, in either order, has the same key."""
+    columns = [c for c, kind in kinds.get(task.kind).columns().items() if kind == "string" and c in dataset.column_names]
+    texts = dataset.select_columns(columns).to_dict()
+    out = []
+    for values in zip(*(texts[c] for c in columns)):
+        norm = sorted(" ".join(unicodedata.normalize("NFKC", v or "").casefold().split()) for v in values)
+        out.append(hashlib.blake2b("\x1f".join(norm).encode(), digest_size=16).hexdigest())
+    return out
+
+
+def _without_seen(examples: Any, task: TaskConfig, split: str, lang: str, seen: dict[str, set[str]],
+                  notes: list[str]) -> Any:
+    """The evaluation set minus the pairs the target trains or is selected on (never the selection set itself),
+    with a note saying how many were excluded and why."""
+    if split == "dev" and lang == task.train_language:
+        return examples
+    keys = _keys(examples, task)
+    found = {name: sum(key in keys_seen for key in keys) for name, keys_seen in seen.items()}
+    keep = [i for i, key in enumerate(keys) if not any(key in keys_seen for keys_seen in seen.values())]
+    if len(keep) == len(keys):
+        return examples
+    if not keep:
+        raise XorderError(f"{task.name} {split}/{lang}: every evaluation pair is also in the target's training or "
+                          "selection data: nothing would be zero-shot")
+    why = " and ".join(f"{n} in its {name} data" for name, n in found.items() if n)
+    notes.append(f"{split}/{lang}: {len(keys) - len(keep)} of {len(keys)} pairs excluded from evaluation ({why})")
+    return examples.select(keep, keep_in_memory=True)
+
+
+def _digest(examples: Any) -> str:
+    """Which rows an evaluation set holds, for the tokenized-data key (exclusions change it)."""
+    return hashlib.blake2b(repr(examples["id"]).encode(), digest_size=8).hexdigest()
