@@ -38,7 +38,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 grid: $(STAMP)
-	$(BIN)/xorder run -m experiment=demo order=english_first,multilingual_first task=mnli,squad target=pawsx,sts seed=1,2
+	$(BIN)/xorder run -m experiment=demo_grid
 
 tables: $(STAMP)
 	$(BIN)/python scripts/make_tables.py

@@ -88,7 +88,9 @@ def _help() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        return _dispatch(argv)
+        code = _dispatch(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be caught, not at interpreter exit
+        return code
     except BrokenPipeError:
         # the reader went away (`xorder tasks | head -1`): stop quietly, as other command-line tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
