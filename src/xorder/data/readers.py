@@ -292,8 +292,9 @@ def hub_location(view: SourceConfig, split: str, lang: str) -> tuple[str, str | 
 
 def _hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: int | None) -> Raw:
     """`datasets.load_dataset` on a hub id or a local directory in hub layout. A capped read (large text corpora)
-    streams the first rows once and keeps them in cache_dir, so compute nodes read them offline; a later read that
-    needs no more rows than are kept reuses them."""
+    streams the first rows of the shuffled stream (shards in random order, then a 10k-row shuffle buffer) once and
+    keeps them in cache_dir, so compute nodes read them offline; a later read that needs no more rows than are
+    kept reuses them."""
     import datasets
 
     if not view.path:
@@ -324,8 +325,11 @@ def _hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: int | 
     return Raw(where, f"{where}:{dataset._fingerprint}", rows)
 
 
+STREAM_SHUFFLE = {"seed": 0, "buffer_size": 10_000}  # a streamed corpus is a random sample, not its first articles
+
+
 def stream_store(cache_dir: str, path: str, name: str | None, split: str, revision: str | None) -> tuple[Path, str]:
-    key = hashlib.sha256(json.dumps([path, name, split, revision]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([path, name, split, revision, STREAM_SHUFFLE]).encode()).hexdigest()[:20]
     return Path(cache_dir).expanduser() / "corpora", key
 
 
@@ -338,7 +342,7 @@ def _stream(path: str, name: str | None, split: str, revision: str | None, need:
 
     try:
         stream = datasets.load_dataset(path, name, split=split, revision=revision, streaming=True)
-        rows = list(stream.take(need))
+        rows = list(stream.shuffle(**STREAM_SHUFFLE).take(need))
     except Exception as err:
         if _user_fixable(err):
             raise hub_error(where, err) from err

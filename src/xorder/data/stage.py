@@ -119,10 +119,10 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
 
 
 def read_cap(comp: Component) -> int | None:
-    """Rows read from the source: a large text corpus is streamed up to the cap (its first documents); any
-    other source is read whole and then subsampled at random per language (`subset`), so capped
-    translate-train data is not the same first N examples in every language."""
-    return comp.max_examples if comp.variant == "mlm" else None
+    """Rows read from the source: a corpus on the hub (Wikipedia) is streamed, shuffled, up to the cap; any other
+    source is read whole and then subsampled at random per language (`subset`), so capped data is a random sample,
+    not the same first N examples in every language."""
+    return comp.max_examples if comp.variant == "mlm" and comp.source.format == "hub" else None
 
 
 def eval_reads(stage: StageSpec, comp: Component) -> list[tuple[str, str]]:
@@ -162,7 +162,9 @@ def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: A
     reads = eval_reads(stage, comp)
     loaded_sets = {key: _load(comp, *key, settings) for key in reads}
     seen = None
-    if stage.is_target:  # no evaluation pair may be one the target trains on or is selected on
+    # no evaluation pair may be one the target trains on or is selected on (synthetic splits are drawn from one
+    # small lexicon and repeat each other by design: the demo is about the pipeline, not about these numbers)
+    if stage.is_target and comp.source.format != "synthetic":
         selection = loaded_sets.get(("dev", task.train_language))
         seen = {"training": set(_keys(train, task)),
                 "selection": set(_keys(selection.dataset, task)) if selection is not None else set()}
