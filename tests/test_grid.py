@@ -43,6 +43,7 @@ def test_rerun_skips_finished_cells_and_continues_a_partial_grid(cache_dir: Path
     assert len(after) == 4
     assert {k: after[k] for k in done} == done  # finished cells untouched
     assert (grid.stdout + grid.stderr).count("skip: complete record") == 2
+    assert "grid: 4 cells: 2 trained, 0 reused, 2 skipped, 0 failed; next: xorder report" in grid.stdout
 
     # the whole grid again: every cell skipped, and the skip path never imports torch
     code = ("import sys; from xorder import cli; rc = cli.main(sys.argv[1:]); "
@@ -51,6 +52,7 @@ def test_rerun_skips_finished_cells_and_continues_a_partial_grid(cache_dir: Path
                            cwd=tmp_path, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert (again.stdout + again.stderr).count("skip: complete record") == 4
+    assert "grid: 4 cells: 0 trained, 0 reused, 4 skipped, 0 failed" in again.stdout
     assert again.stdout.strip().endswith("no torch")
     assert metrics_files(results) == after
 

@@ -8,8 +8,9 @@ launcher (in this process, joblib workers, Slurm jobs):
 - the console shows a cell's mistake once: as the `xorder: error:` line of a single run, or in the grid's
   error; the cell's log file keeps its own log line.
 
-The counts are read from the records: Hydra writes each job's `.hydra/` folder before the cell runs, so the
-cells of this grid are the record directories whose `.hydra/` is newer than the grid's start."""
+The counts are read from the records: Hydra writes each job's `.hydra/overrides.yaml` before the cell runs, so
+the cells of this grid are the record directories where that file is newer than the grid's start, and a
+record or an error newer than it was written by this grid."""
 
 from __future__ import annotations
 
@@ -51,15 +52,17 @@ class Outcome:
 
 
 def outcome(results: Path, since: float) -> Outcome:
-    """The cells under `results` that a grid started at `since` ran or skipped."""
+    """The cells under `results` that a grid started at `since` ran or skipped: those whose job wrote its
+    `.hydra/overrides.yaml` since then. A record or an error newer than that file was written by this job."""
     out = Outcome()
     for root, dirs, _ in os.walk(results):
-        if ".hydra" in dirs and _newer(Path(root, ".hydra"), since):
+        started = _mtime(Path(root, ".hydra", "overrides.yaml"))
+        if started is not None and started >= since - CLOCK_SLACK_S:
             cell, rel = Path(root), Path(root).relative_to(results).as_posix()
             metrics = read_json(cell / records.METRICS)
-            if _newer(cell / records.ERROR, since):
+            if (_mtime(cell / records.ERROR) or 0.0) >= started:
                 out.failed.append(rel)
-            elif isinstance(metrics, dict) and _newer(cell / records.METRICS, since):
+            elif isinstance(metrics, dict) and (_mtime(cell / records.METRICS) or 0.0) >= started:
                 reused = all(stage.get("reused") for stage in metrics.get("stages", []))
                 (out.reused if reused else out.trained).append(rel)
             elif isinstance(metrics, dict):
@@ -70,11 +73,11 @@ def outcome(results: Path, since: float) -> Outcome:
     return out
 
 
-def _newer(path: Path, since: float) -> bool:
+def _mtime(path: Path) -> float | None:
     try:
-        return path.stat().st_mtime >= since - CLOCK_SLACK_S
+        return path.stat().st_mtime
     except OSError:
-        return False
+        return None
 
 
 class Summary(Callback):
