@@ -78,14 +78,15 @@ def test_prepare_grid_caches_a_streamed_corpus_that_an_offline_run_then_reads(ca
     hub = write_hub_dir(tmp_path / "paws-hub", languages=("de", "en", "es", "fr", "ja", "ko", "zh"), rows=12)
     corpus = write_corpus(tmp_path / "wiki", ["de", "fr"], rows=540)
     cell = [*demo_overrides(cache_dir, tmp_path / "results"), "multilingual=mlm", "multilingual.languages=[de,fr]",
-            "target.source=hub", f"target.sources.hub.path={hub}", "target.sources.hub.splits.test.split=validation",
+            "target.source=hub", f"target.sources.hub.path={hub}", "target.sources.hub.splits.dev.split='validation[:6]'",
+            "target.sources.hub.splits.test.split='validation[6:]'",
             "multilingual.text.source=hub", f"multilingual.text.sources.hub.path={corpus}",
             "multilingual.text.sources.hub.name='{lang}'", *FAST]
     out = xorder_cli("prepare", "-m", *cell, "order=none,multilingual_only", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("xorder prepare: 2 cells, 1 model, ")
     assert f"  data   mlm train (hub): de=40 fr=40 rows; {corpus}/de [train]" in out.stdout  # rows 501-540
-    assert "  data   pawsx dev (hub): de=12 en=12 es=12 fr=12 ja=12 ko=12 zh=12 rows" in out.stdout
+    assert "  data   pawsx dev (hub): de=6 en=6 es=6 fr=6 ja=6 ko=6 zh=6 rows" in out.stdout
     assert "checked offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1): 1 model(s) and " in out.stdout
     assert "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1" in out.stdout and f"cache_dir={cache_dir}" in out.stdout
     assert "local files are read in place" not in out.stdout  # every source here is a hub one

@@ -268,7 +268,9 @@ def write_hub_dir(root: Path, languages=("en", "de"), rows: int = 6) -> Path:
         for split in ("train", "validation"):
             table = pa.table({
                 "id": [f"{split}-{i}" for i in range(rows)],
-                "sentence1": [f"{lang} first sentence {i}" for i in range(rows)],
+                # validation pairs differ from training pairs, as a real dataset's do
+                "sentence1": [f"{lang} first sentence {i}" + ("" if split == "train" else " (held out)")
+                              for i in range(rows)],
                 "sentence2": [f"{lang} second sentence {i}" for i in range(rows)],
                 "label": [i % 2 for i in range(rows)],
             })
@@ -487,3 +489,21 @@ def test_sts17_pairs_that_are_in_the_selection_set_are_excluded_from_evaluation(
     assert data.notes == ["test/en: 15 of 1379 pairs excluded from evaluation (12 in its training data and 4 in its "
                           "selection data)",
                           "sts17/en-en: 125 of 250 pairs excluded from evaluation (125 in its selection data)"]
+
+
+def test_two_local_hub_folders_of_the_same_name_are_read_apart(tmp_path: Path, cache_dir: Path):
+    """`datasets` caches a local folder under its name: a second folder of that name (or the same folder edited)
+    must not be served the first one's rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    task = pawsx_task()
+    rows = []
+    for k, text in enumerate(("old text", "new text")):
+        hub = write_hub_dir(tmp_path / f"v{k}" / "same-name", languages=("en",), rows=3)
+        table = pq.read_table(hub / "en" / "train-00000-of-00001.parquet").to_pylist()
+        table[0]["sentence1"] = text
+        pq.write_table(pa.Table.from_pylist(table), hub / "en" / "train-00000-of-00001.parquet")
+        source = SourceConfig(**{**vars(task.sources["hub"]), "path": str(hub), "languages": None})
+        rows.append(read(task, "train", "en", cache_dir, source).rows[0]["text_a"])
+    assert rows == ["old text", "new text"]

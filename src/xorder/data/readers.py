@@ -304,11 +304,15 @@ def _hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: int | 
         folder, key = stream_store(cache_dir, path, name, split, view.revision)
         kept = _kept(folder, key, need) or _stream(path, name, split, view.revision, need, where, folder, key)
         return Raw(where, f"{where}:{kept.name}:{kept.stat().st_size}:{need}", lambda: _parquet(kept, need))
-    if path.startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
+    local = path.startswith(("/", "./", "../", "~"))
+    if local and not Path(path).expanduser().is_dir():
         raise XorderError(f"{where}: no such directory (a local hub-layout source is a folder with the data files "
                           "and a README.md whose YAML `configs:` lists them)")
+    # `datasets` caches a local folder under its name, whatever its files hold: a folder of the same name with
+    # other (or edited) files would be served stale rows. Its own cache, keyed by the files' sizes and times, fixes it.
+    own_cache = str(Path(cache_dir).expanduser() / "hub-local" / _folder_stat(Path(path).expanduser())) if local else None
     try:
-        dataset = datasets.load_dataset(path, name, split=split, revision=view.revision)
+        dataset = datasets.load_dataset(path, name, split=split, revision=view.revision, cache_dir=own_cache)
     except Exception as err:  # datasets raises builtins and its own types for unreachable or unknown data
         if _user_fixable(err):
             raise hub_error(where, err) from err
@@ -326,6 +330,12 @@ def _hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: int | 
 
 
 STREAM_SHUFFLE = {"seed": 0, "buffer_size": 10_000}  # a streamed corpus is a random sample, not its first articles
+
+
+def _folder_stat(folder: Path) -> str:
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    stats = [f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
+    return hashlib.sha256(json.dumps([str(folder.resolve()), stats]).encode()).hexdigest()[:20]
 
 
 def stream_store(cache_dir: str, path: str, name: str | None, split: str, revision: str | None) -> tuple[Path, str]:
