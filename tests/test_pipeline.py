@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import demo_overrides, fresh_cache, run_demo_cell, xorder_cli
+from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
 from xorder import records
 
 FAST = ("trainer.intermediate.max_steps=20", "trainer.multilingual.max_steps=20", "trainer.target.max_steps=20",
@@ -112,10 +112,17 @@ def test_rerun_skips_a_complete_record_and_refuses_a_different_config(cache_dir:
     again = xorder_cli("run", *args, cwd=tmp_path)
     assert again.returncode == 0 and "skip: complete record" in again.stdout + again.stderr
     assert record.stat().st_mtime_ns == before
-    changed = xorder_cli("run", *args, "trainer.lr=5e-4", cwd=tmp_path)
-    assert changed.returncode == 2
-    assert "different config (differs in: trainer.lr" in changed.stderr and "force=true" in changed.stderr
-    forced = xorder_cli("run", *args, "trainer.lr=5e-4", "force=true", cwd=tmp_path)
+    # another learning rate is another record directory (the record path's variant), never this record
+    assert records.cell_path(compose(*args, "trainer.lr=5e-4")) != str(record.parent.relative_to(tmp_path))
+    # a complete record of another config in this very directory (as after training on another number of
+    # processes, which the path does not show) is never reused silently
+    metrics = json.loads(record.read_text())
+    metrics["provenance"]["config_hash"] = "0" * 16
+    record.write_text(json.dumps(metrics))
+    stale = xorder_cli("run", *args, cwd=tmp_path)
+    assert stale.returncode == 2
+    assert "holds a record of a different config" in stale.stderr and "force=true" in stale.stderr
+    forced = xorder_cli("run", *args, "force=true", cwd=tmp_path)
     assert forced.returncode == 0 and record.stat().st_mtime_ns != before
 
 
