@@ -74,8 +74,8 @@ def test_a_grid_of_finished_cells_ends_with_one_summary_line(tmp_path: Path):
     out = xorder_cli("run", "-m", *cell, "seed=1,2")
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith("grid: ")]
-    assert lines == [f"grid: 2 cells: 0 trained, 0 reused, 2 skipped, 0 failed; next: xorder report --results "
-                     f"{tmp_path / 'results'}"]
+    assert lines == [("grid: 2 cells: 0 trained, 0 reused, 2 skipped, 0 failed; next: xorder report --results "
+                      f"{tmp_path / 'results'}")]
     assert "xorder: error" not in out.stderr
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -78,8 +79,8 @@ def _hydra(overrides: list[str]) -> Iterator[tuple[Any, list[str]]]:
     from hydra import version
     from hydra._internal.hydra import Hydra
     from hydra._internal.utils import create_config_search_path
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.config_search_path import SearchPathQuery
+    from hydra.core.global_hydra import GlobalHydra
 
     from xorder.records import register_resolvers
 

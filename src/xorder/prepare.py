@@ -72,8 +72,8 @@ def main(args: list[str]) -> int:
 
 
 def _typed(overrides: list[str]) -> Any:
-    from xorder.plan import to_typed
     from xorder.configs import compose
+    from xorder.plan import to_typed
 
     return to_typed(compose(overrides))
 

@@ -198,7 +198,7 @@ def _science(node: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _shipped(group: str, option: str) -> dict[str, Any] | None:
     """conf/<group>/<option>.yaml as xorder ships it, merged onto its schema as Hydra merges it; None when
     xorder ships no such option. A task file that only includes a target (task/pawsx) is that target's."""

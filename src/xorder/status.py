@@ -24,7 +24,6 @@ from xorder.errors import XorderError
 from xorder.plan import StageSpec, config_hash, plan
 from xorder.stage_cache import StageDir
 
-
 USAGE = "usage: xorder status [-m] [--config-dir DIR] [OVERRIDE ...]   (the overrides of `xorder run`)"
 EXIT_INCOMPLETE = 1  # some cells missing, running or stale
 EXIT_FAILED = 3  # some cell failed (2 is a mistake in the command itself)
