@@ -44,11 +44,11 @@ def test_every_command_answers_help():
 
 
 def test_a_closed_pipe_ends_quietly():
-    """`xorder tasks | head -1`: the reader goes away; no traceback, the status of a process killed by SIGPIPE."""
+    """`xorder tasks | head -1` where the reader is gone before the listing is written: no traceback, and the
+    status of a process that SIGPIPE ended."""
     child = subprocess.Popen([sys.executable, "-m", "xorder", "tasks"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert child.stdout is not None and child.stderr is not None
-    assert child.stdout.read(20)
-    child.stdout.close()
+    child.stdout.close()  # long before the child has composed anything to print
     err = child.stderr.read().decode()
     assert child.wait(timeout=120) == 141
     assert err == ""
