@@ -9,5 +9,5 @@ GRID=(order=none,english_only,multilingual_only,english_first,multilingual_first
 xorder prepare -m "${GRID[@]}"                             # fetch models and data (needs internet once)
 xorder run -m "${GRID[@]}"                                 # one cell after another
 # xorder run -m "${GRID[@]}" hydra/launcher=parallel hydra.launcher.n_jobs=2   # two cells at a time
-xorder status -m "${GRID[@]}"                              # done / running / failed / missing, cached stages
+xorder status -m "${GRID[@]}" || true  # exits 1 while cells are missing, 3 if any failed; done / running / failed / missing, cached stages
 xorder report                                              # results/tables/

@@ -20,5 +20,5 @@ xorder run -m experiment=grid_pawsx "${COMMON[@]}" \
   hydra.launcher.array_parallelism=16
 
 # 3. while it runs, or after a node was lost: see what is left, then run the same command again
-xorder status -m experiment=grid_pawsx "${COMMON[@]}"
+xorder status -m experiment=grid_pawsx "${COMMON[@]}" || true   # exits 1 while cells are missing
 xorder report --results "$SHARED/results"

@@ -233,7 +233,7 @@ def _tables(cfg: Any) -> list[tuple[str, Any]]:
     """(key, spec) of every task-shaped node of the cell: tasks, target, the MLM text."""
     out = [(f"task.{name}", cfg.task[name]) for name in cfg.task]
     out.append(("target", cfg.target))
-    if cfg.multilingual.text is not None:
+    if cfg.multilingual.text is not None and cfg.multilingual.kind == "mlm":  # other variants ignore the text
         out.append(("multilingual.text", cfg.multilingual.text))
     return out
 
@@ -321,7 +321,7 @@ def _languages(cfg: Any) -> None:
         if accepted is None:
             continue
         where = f"{key}'s {name} source"
-        if spec.train_language not in accepted:
+        if key != "multilingual.text" and spec.train_language not in accepted:  # MLM text has no training language
             raise _bad(f"{key}.train_language", spec.train_language,
                        f"{where} has no such language (valid: {_listed(accepted)})")
         if key == "target":

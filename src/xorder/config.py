@@ -78,6 +78,7 @@ class ModelConfig:
     path: str = MISSING  # hub id, local directory, or builtin:tiny / builtin:minilm
     revision: Optional[str] = None
     languages: Optional[List[str]] = None  # languages the pretrained model covers (None: unknown / many)
+    lr_range: Optional[List[float]] = None  # fine-tuning learning rates that suit it; far outside: a warning
 
 
 @dataclass
@@ -107,7 +108,7 @@ class PhaseConfig:
     lr: Optional[float] = None  # None: trainer.lr
     batch_size: Optional[int] = None
     grad_accum: Optional[int] = None
-    eval_examples: Optional[int] = None  # None: trainer.eval_examples; the target uses full dev sets
+    eval_examples: Optional[int] = None  # None: trainer.eval_examples; the target: full sets unless set here
     early_stopping: bool = True
 
 

@@ -66,6 +66,7 @@ class StageHParams:
     max_examples_per_task: int | None
     freeze_embeddings: bool = False
     evaluations: int | None = None  # the target: evaluations per run, spread evenly (instead of eval_every)
+    eval_cap: int | None = None  # the target: a fixed random subset of this many rows per evaluation set
     # a joint stage under trainer.joint_budget=matched: per group of components (english, multilingual), the
     # epochs and max_steps that group gets in the sequential orders
     budget: tuple[Budget, ...] | None = None
@@ -80,7 +81,7 @@ class Budget:
 
 # Hyperparameters added after stage hashes were first published: left out of a hash while they have these values,
 # so the stages they do not change keep their hashes (and their cached weights).
-HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False, "evaluations": None, "budget": None}
+HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False, "evaluations": None, "budget": None, "eval_cap": None}
 
 
 def group(variant: str) -> str:
@@ -130,7 +131,8 @@ def world_size() -> int:
 
 
 def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1, *, epochs: float | None = None,
-                  evaluations: int | None = None, budget: tuple[Budget, ...] | None = None) -> StageHParams:
+                  evaluations: int | None = None, budget: tuple[Budget, ...] | None = None,
+                  eval_cap: int | None = None) -> StageHParams:
     """`epochs`: the target's own when its phase sets none."""
     return StageHParams(
         processes=processes,
@@ -155,6 +157,7 @@ def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1
         freeze_embeddings=trainer.freeze_embeddings,
         evaluations=evaluations,
         budget=budget,
+        eval_cap=eval_cap,
     )
 
 
@@ -250,7 +253,7 @@ def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[S
         if name == "target":
             comps, phase = [_target(cfg)], trainer.target
             hparams = stage_hparams(trainer, phase, processes, epochs=cfg.target.epochs,
-                                    evaluations=cfg.target.evaluations)
+                                    evaluations=cfg.target.evaluations, eval_cap=phase.eval_examples)
         elif name in builders:
             comps, phase = builders[name]()
             hparams = stage_hparams(trainer, phase, processes, budget=_budget(cfg) if name == "joint" else None)

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import xorder
 from xorder import distributed, records, tracking
+from xorder.advice import learning_rates as advice_for
 from xorder.config import XorderConfig
 from xorder.data.fetch import validate
 from xorder.data.stage import DataSettings, prepare
@@ -80,6 +81,9 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         log.setLevel(logging.WARNING)
     if cfg.trainer.trackers:
         tracking.start(accelerator, dcfg)
+    advice = advice_for(cfg)
+    for line in advice:
+        log.warning("%s", line)
     cache_dir = str(Path(cfg.cache_dir).expanduser())
     base = resolve_path(cfg.model, cache_dir)
     tokenizer = load_tokenizer(base, cfg.model.revision)
@@ -114,7 +118,7 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         "scores": {name: sel["scores"] for name, sel in chosen.items()},
         "selected_steps": {name: sel["steps"] for name, sel in chosen.items()},
         "stages": entries,
-        "notes": [*summary.get("notes", []), *_cadence_notes(summary["history"])],
+        "notes": [*advice, *summary.get("notes", []), *_cadence_notes(summary["history"])],
         "provenance": _provenance(accelerator, started, stages_hash(stages)),
     }
     if cfg.trainer.trackers:

@@ -158,7 +158,7 @@ def reads(stage: StageSpec) -> Iterator[tuple[Component, str, str, int | None]]:
 def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: Any, settings: DataSettings,
                max_length: int, train: Any, notes: list[str]) -> list[EvalSet]:
     task = comp.task
-    cap = None if stage.is_target else stage.hparams.eval_examples
+    cap = stage.hparams.eval_cap if stage.is_target else stage.hparams.eval_examples
     reads = eval_reads(stage, comp)
     loaded_sets = {key: _load(comp, *key, settings) for key in reads}
     seen = None
@@ -173,7 +173,8 @@ def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: A
         loaded = loaded_sets[(split, lang)]
         if loaded is None:
             continue
-        examples = subset(loaded.dataset, cap, f"{task.name}/{split}/{lang}")
+        # one draw per split, whatever the language: parallel evaluation sets keep the same (translated) pairs
+        examples = subset(loaded.dataset, cap, f"{task.name}/{split}")
         if seen is not None:
             examples = _without_seen(examples, task, split, lang, seen, notes)
         fp = fingerprint(f"{loaded.fingerprint}:{len(examples)}:{_digest(examples)}", task, tokenizer, max_length,
