@@ -253,6 +253,7 @@ def _refused(out: subprocess.CompletedProcess, *needles: str) -> None:
     ("data.source=nosuch", ("data.source=nosuch is invalid", "valid: hub, local, synthetic")),
     ("target.languages=[xx]", ("target.languages=[xx] is invalid", "valid: de, en, es, fr, ja, ko, zh")),
 ])
+@pytest.mark.slow
 def test_cli_refuses_before_writing_anything(tmp_path: Path, override: str, needles: tuple[str, ...]):
     results = tmp_path / "results"
     epochs = ("trainer.target.max_steps=null",) if "epochs" in override else ()
@@ -262,6 +263,7 @@ def test_cli_refuses_before_writing_anything(tmp_path: Path, override: str, need
     assert not results.exists() and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 def test_cli_results_dir_under_a_file(tmp_path: Path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -270,6 +272,7 @@ def test_cli_results_dir_under_a_file(tmp_path: Path):
     _refused(out, f"results_dir={blocker / 'r'} cannot be created: {blocker} is not a directory")
 
 
+@pytest.mark.slow
 def test_cli_slurm_launcher_refuses_a_shared_results_dir_before_submitting(tmp_path: Path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     shared = tmp_path / "shared"
@@ -281,6 +284,7 @@ def test_cli_slurm_launcher_refuses_a_shared_results_dir_before_submitting(tmp_p
     assert list(shared.iterdir()) == []  # no job was pickled
 
 
+@pytest.mark.slow
 def test_cli_sweep_checks_every_cell(tmp_path: Path):
     """Sweep values reach the cells only: each cell checks its own and is recorded failed, none trains."""
     out = xorder_cli("run", "-m", "experiment=demo", *FAST, "seed=-1,-2", f"results_dir={tmp_path / 'r'}",

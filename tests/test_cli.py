@@ -27,6 +27,7 @@ def test_unknown_command_exits_2_with_usage():
     assert "unknown command 'sideways'" in out.stderr
 
 
+@pytest.mark.slow
 def test_unknown_option_names_valid_choices_without_traceback():
     for override, group, valid in (("task=nosuch", "task", "mnli"), ("order=sideways", "order", "english_first")):
         out = xorder_cli("run", override)
@@ -36,6 +37,7 @@ def test_unknown_option_names_valid_choices_without_traceback():
         assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_misspelt_key_and_wrong_type_fail_before_any_work(tmp_path: Path):
     for override, needle in (("trainer.lrr=1", "Key 'lrr' not in 'TrainerConfig'"),
                              ("trainer.lr=fast", "could not be converted to Float")):
@@ -46,6 +48,7 @@ def test_misspelt_key_and_wrong_type_fail_before_any_work(tmp_path: Path):
     assert not any(tmp_path.iterdir())  # nothing was run, nothing written
 
 
+@pytest.mark.slow
 def test_overrides_reach_the_composed_config():
     out = xorder_cli("run", "--cfg", "job", "task=[qqp,hellaswag]", "order=joint", "trainer.lr=3e-5", "seed=7")
     assert out.returncode == 0, out.stderr
@@ -55,6 +58,7 @@ def test_overrides_reach_the_composed_config():
     assert "seed: 7" in out.stdout
 
 
+@pytest.mark.slow
 def test_multirun_runs_every_cell(cache_dir: Path, tmp_path: Path):
     steps = ["trainer.target.max_steps=8", "trainer.eval_every=8"]
     out = xorder_cli("run", "-m", *demo_overrides(cache_dir, tmp_path, "order=none", "seed=1,2", *steps),

@@ -67,6 +67,7 @@ def test_status_exit_code_says_whether_work_remains(tmp_path: Path):
     assert xorder_cli("status", "-m", *cell, "seed=1,2,3").returncode == 3  # a failed cell
 
 
+@pytest.mark.slow
 def test_a_grid_of_finished_cells_ends_with_one_summary_line(tmp_path: Path):
     cell = demo_overrides(tmp_path / "cache", tmp_path / "results", "order=none")
     for seed in (1, 2):
@@ -79,6 +80,7 @@ def test_a_grid_of_finished_cells_ends_with_one_summary_line(tmp_path: Path):
     assert "xorder: error" not in out.stderr
 
 
+@pytest.mark.slow
 def test_a_grid_preset_without_m_warns_before_its_one_cell(tmp_path: Path):
     where = [f"cache_dir={tmp_path / 'cache'}", f"results_dir={tmp_path / 'results'}"]
     fake_complete_record("experiment=demo_grid", *where)  # the one cell it runs: skipped, so the test is quick

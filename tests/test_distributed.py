@@ -118,6 +118,7 @@ _GROUP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_the_processes_of_a_cell_decide_and_stop_together(tmp_path: Path):
     script = tmp_path / "group.py"
     script.write_text(_GROUP_SCRIPT)
@@ -204,6 +205,7 @@ def _exported(env: dict[str, str]) -> dict[str, str]:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 def test_a_slurm_task_exports_its_place_in_the_job():
     """What srun gives the last of four tasks (two nodes, two each) of array task 3 of job 4242."""
     slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4245", "SLURM_ARRAY_JOB_ID": "4242",
@@ -368,6 +370,7 @@ def test_parallel_cells_each_see_their_own_gpus(cache_dir: Path, tmp_path: Path)
 # ------------------------------------------------------------------------------------------ precision
 
 
+@pytest.mark.slow
 def test_a_precision_chosen_through_accelerate_is_told_from_its_default(monkeypatch: pytest.MonkeyPatch,
                                                                         tmp_path: Path):
     def under(args: list[str] | None, value: str | None) -> tuple[str | None, str]:

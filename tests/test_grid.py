@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import demo_overrides, fresh_cache, xorder_cli
 from xorder import records
 from xorder.status import cell_status
+
+pytestmark = pytest.mark.slow  # whole cells end to end: `pytest -m 'not slow'` leaves them out
 
 FAST = ("trainer.intermediate.max_steps=10", "trainer.target.max_steps=10", "trainer.eval_every=10",
         "data.synthetic_examples=200")

@@ -21,6 +21,8 @@ import pytest
 
 from xorder.errors import XorderError
 
+pytestmark = pytest.mark.slow  # builds the real model (26 s) for most tests: `pytest -m "not slow"` leaves them out
+
 LANGUAGES = ["de", "en", "es", "fr", "ja", "ko", "zh"]
 # A few sentences of several scripts that need no shared data (with "passage: ", as e5 expects).
 BUILTIN_SENTENCES = [

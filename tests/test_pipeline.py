@@ -17,6 +17,8 @@ from omegaconf import OmegaConf
 from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
 from xorder import records
 
+pytestmark = pytest.mark.slow  # whole cells end to end: `pytest -m 'not slow'` leaves them out
+
 FAST = ("trainer.intermediate.max_steps=20", "trainer.multilingual.max_steps=20", "trainer.target.max_steps=20",
         "trainer.eval_every=10", "data.synthetic_examples=400")
 PAWSX = ["de", "en", "es", "fr", "ja", "ko", "zh"]

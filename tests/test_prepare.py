@@ -74,6 +74,7 @@ def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch
     assert ("sts", "sts17", "tr-en", None) in seen and ("hellaswag", "train", "fr", None) in seen
 
 
+@pytest.mark.slow
 def test_prepare_grid_caches_a_streamed_corpus_that_an_offline_run_then_reads(cache_dir: Path, tmp_path: Path):
     hub = write_hub_dir(tmp_path / "paws-hub", languages=("de", "en", "es", "fr", "ja", "ko", "zh"), rows=12)
     corpus = write_corpus(tmp_path / "wiki", ["de", "fr"], rows=540)
@@ -97,6 +98,7 @@ def test_prepare_grid_caches_a_streamed_corpus_that_an_offline_run_then_reads(ca
     assert list((tmp_path / "results").glob("pawsx/multilingual_only/**/metrics.json"))
 
 
+@pytest.mark.slow
 def test_offline_with_nothing_cached_exits_2_telling_to_run_prepare(cache_dir: Path, tmp_path: Path):
     env = {"HF_HOME": str(tmp_path / "empty-hf-home"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     hub_target = demo_overrides(cache_dir, tmp_path / "results", "order=none", "target.source=hub")
@@ -114,6 +116,7 @@ def test_offline_with_nothing_cached_exits_2_telling_to_run_prepare(cache_dir: P
     assert "cannot load model 'FacebookAI/xlm-roberta-base'" in model.stderr and "xorder prepare" in model.stderr
 
 
+@pytest.mark.slow
 def test_prepare_stops_at_a_malformed_file_with_one_line(cache_dir: Path, tmp_path: Path):
     data = bad_pawsx_tree(tmp_path / "data")
     out = xorder_cli("prepare", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "target.source=xtreme",
@@ -138,6 +141,7 @@ def test_validate_checks_the_target_before_any_intermediate_stage_trains(cache_d
     assert fetch.validate(cfg, stages[:2]) > 0  # the synthetic intermediate stages alone are fine
 
 
+@pytest.mark.slow
 def test_a_bad_target_file_stops_the_cell_before_any_stage_trains(cache_dir: Path, tmp_path: Path):
     from conftest import fresh_cache, run_demo_cell
 

@@ -423,6 +423,7 @@ def bad_pawsx_tree(root: Path, bad_line: str = "Sentence 6.\tOther sentence 6.\t
                                        "is a test file released without them, evaluate on a slice of dev instead, "
                                        "e.g. dev: {split: 'dev[1500:]'})"),
 ])
+@pytest.mark.slow
 def test_cli_run_on_a_malformed_file_exits_2_with_one_line(tmp_path: Path, cache_dir: Path, bad_line: str,
                                                            problem: str):
     data = bad_pawsx_tree(tmp_path / "data", bad_line)
@@ -438,6 +439,7 @@ def test_cli_run_on_a_malformed_file_exits_2_with_one_line(tmp_path: Path, cache
 # --- the real-data demo cells -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_pawsx_real_trains_on_english_dev_head_and_scores_every_language_on_dev_tail(
         shared_data: Path, cache_dir: Path, tmp_path: Path):
     cfg = compose("experiment=demo_pawsx_real")
@@ -454,6 +456,7 @@ def test_demo_pawsx_real_trains_on_english_dev_head_and_scores_every_language_on
     assert len(ids) == 500 and ids.iloc[0] == "dev-de-1501"  # rows 1501-2000 only: never a training pair's translation
 
 
+@pytest.mark.slow
 def test_demo_sts_real_scores_stsb_multi_mt_and_sts17(shared_data: Path, cache_dir: Path, tmp_path: Path):
     metrics, _ = run_demo_cell(cache_dir, tmp_path, "experiment=demo_sts_real", f"data_root={shared_data}",
                                "order=none", "target.languages=[de,en,zh]", *FAST)

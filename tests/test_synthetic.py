@@ -47,6 +47,7 @@ def test_labels_are_balanced():
     assert 0.45 < sum(labels) / len(labels) < 0.55
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_the_demo_target(cache_dir: Path, tmp_path: Path):
     """Trained on English only for 150 steps, English dev accuracy is far above the 50% of chance."""
     metrics, _ = run_demo_cell(cache_dir, tmp_path, "order=none")

@@ -75,6 +75,7 @@ def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: 
     assert [e.step for e in events.Scalars("target/dev/en/accuracy")] == [4, 8, 12]
 
 
+@pytest.mark.slow
 def test_a_tracker_without_its_package_stops_with_the_pip_command(cache_dir: Path, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch):
     from xorder import tracking
