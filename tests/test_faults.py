@@ -129,3 +129,16 @@ def test_an_absurdly_long_row_is_refused_before_tokenization(tmp_path: Path, cac
     path.write_text("A sentence.\tAnother one.\t1\n" + "x" * 2_000_000 + "\tshort.\t0\n")
     with pytest.raises(XorderError, match=r"row 2: column 'text_a': 2,000,000 characters, more than any real example"):
         read(pawsx_task(), "train", "en", cache_dir, tsv_source(path))
+
+
+@pytest.mark.slow
+def test_status_calls_a_record_with_damaged_predictions_damaged(cache_dir: Path, tmp_path: Path):
+    from xorder.status import cell_status
+
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    _, record = run_demo_cell(cache, tmp_path / "results", "order=none", *FAST)
+    overrides = demo_overrides(cache, tmp_path / "results", "order=none", *FAST)
+    assert cell_status(overrides).state == "done"
+    (record / records.PREDICTIONS).write_bytes(b"damaged")
+    status = cell_status(overrides)
+    assert status.state == "damaged" and "predictions.parquet" in status.detail

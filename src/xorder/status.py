@@ -9,9 +9,10 @@ once): its record directory under results_dir, its state, and each stage as name
   running  another process holds the cell's lock
   failed   the cell stopped on a mistake; the reason (its error.txt) is printed below it
   stale    a complete record of a different config under the same directory (force=true replaces it)
+  damaged  a record whose predictions or config are missing or changed (running the cell again repairs it)
   missing  no record yet
 
-exit status: 0 every cell done; 1 work remains (cells missing, running or stale, none failed); 3 some cell
+exit status: 0 every cell done; 1 work remains (cells missing, running, stale or damaged, none failed); 3 some cell
 failed; 2 the command itself is wrong (unknown option, bad override)."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ EXIT_FAILED = 3  # some cell failed (2 is a mistake in the command itself)
 @dataclass
 class CellStatus:
     path: str  # record directory relative to results_dir
-    state: str  # done | running | failed | stale | missing
+    state: str  # done | running | failed | stale | damaged | missing
     stages: list[tuple[str, str, str]]  # (stage name, hash, cached | partial@N | training | missing)
     detail: str = ""
 
@@ -56,7 +57,10 @@ def cell_status(overrides: list[str]) -> CellStatus:
     detail = ""
     if records.is_running(record_dir):
         state = "running"
-    elif records.read_metrics(record_dir) is not None:
+    elif (metrics := records.read_metrics(record_dir)) is not None and (bad := records.damaged(record_dir, metrics)):
+        state, detail = "damaged", f"{', '.join(bad)} missing or changed since the record was written: run the cell " \
+                                   "again (no force needed; its stages are cached)"
+    elif metrics is not None:
         try:
             state = "done" if records.completed(record_dir, cfg, config_hash(cfg)) else "missing"
         except XorderError as err:
