@@ -113,7 +113,7 @@ def test_processes_enter_every_stage_hash():
 def test_translate_train_early_stopping_pairs_are_held_out_of_the_english_stage():
     """MNLI's translate-train stage early-stops on translations of MNLI's last 2000 training pairs: no stage of any
     order may train on their originals, or english_first and multilingual_first would be stopped differently."""
-    from xorder.data.sources import overlapping, parse_split
+    from xorder.splits import overlapping, parse_split
 
     for order in ("english_first", "multilingual_first", "joint", "english_only"):
         cfg = compose(f"order={order}", "task=mnli")

@@ -15,7 +15,8 @@ import pytest
 from conftest import compose, demo_overrides, run_demo_cell, xorder_cli
 from xorder.config import SourceConfig, SplitConfig, TaskConfig
 from xorder.data import readers, sources
-from xorder.data.sources import load_split, parse_split, prefix_needed
+from xorder.data.sources import load_split
+from xorder.splits import parse_split, prefix_needed
 from xorder.errors import XorderError
 from xorder.plan import plan, to_typed
 

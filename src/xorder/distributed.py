@@ -240,9 +240,11 @@ def resolve_precision(setting: str) -> tuple[str, str]:
     chosen, source = configured_precision()
     if chosen is not None:
         return chosen, source
-    from xorder.train import mixed_precision
+    import torch
 
-    return mixed_precision(setting), "trainer.precision=auto on this machine"
+    if torch.cuda.is_available():  # bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU
+        return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), "trainer.precision=auto on this machine"
+    return "no", "trainer.precision=auto on this machine"
 
 
 def hashed_precision(setting: str) -> str:

@@ -290,7 +290,7 @@ def _check_held_out(cfg: XorderConfig) -> None:
     if cfg.multilingual.kind != "translate_train" or not stages & {"multilingual", "joint"} \
             or not stages & {"english", "joint"}:
         return
-    from xorder.data.sources import overlapping, parse_split, splits_of
+    from xorder.splits import overlapping, parse_split, splits_of
 
     for name in sorted(cfg.task):
         spec = cfg.task[name]

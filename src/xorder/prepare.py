@@ -191,7 +191,7 @@ def _check_offline(cells: list[list[str]]) -> int:
 def local_folders(data: list[DataNeed]) -> list[str]:
     """The folders of the local files that the cells read (the fixed part of each path template)."""
     from xorder.data.readers import LOCAL_FORMATS
-    from xorder.data.sources import split_config
+    from xorder.splits import split_config
 
     folders = set()
     for need in data:

@@ -8,6 +8,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 VERSION = 1
@@ -61,8 +62,6 @@ def build(out: Path) -> None:
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM, XLMRobertaTokenizer
 
-    from xorder.data.synthetic import corpus
-
     out.mkdir(parents=True, exist_ok=True)
     model_proto = io.BytesIO()  # trained in memory: no file paths end up inside the model file
     spm.SentencePieceTrainer.Train(
@@ -80,3 +79,15 @@ def build(out: Path) -> None:
     torch.manual_seed(0)
     model = XLMRobertaForMaskedLM(config)
     model.save_pretrained(str(out))
+
+
+def corpus(languages: list[str], sentences_per_language: int = 400) -> Iterator[str]:
+    """Plain text over the synthetic lexicon in every language: what the tokenizer is trained on."""
+    from xorder import kinds, lexicon
+
+    text = kinds.get("mlm").synthetic
+    for lang in languages:
+        r = lexicon.Renderer(lang)
+        yield r.text(list(lexicon.lexicon(lang)))  # every word at least once
+        for i in range(sentences_per_language):
+            yield text(lexicon.seeded(lexicon.VERSION, "corpus", lang, i), r, r)["text"]

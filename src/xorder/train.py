@@ -79,15 +79,6 @@ class Cadence:
     num_workers: int = 0
 
 
-def mixed_precision(precision: str) -> str:
-    """`auto`: bf16 where the GPU has it, fp16 on older GPUs, fp32 on CPU."""
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
 def _own_generator(seed: int) -> torch.Generator:
     """Each new iterator over a DataLoader draws a seed from its generator; with the global one, a resumed
     run (which opens its iterators at another moment) would see different dropout masks afterwards."""

@@ -12,7 +12,8 @@ from typing import Any, Iterator
 from xorder import kinds
 from xorder.config import TaskConfig
 from xorder.data.encode import encode, fingerprint
-from xorder.data.sources import LoadedSplit, load_split, splits_of
+from xorder.data.sources import LoadedSplit, load_split
+from xorder.splits import splits_of
 from xorder.errors import XorderError
 from xorder.kinds.base import Kind
 from xorder.plan import Component, StageSpec

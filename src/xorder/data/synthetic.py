@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from xorder import kinds, lexicon
 from xorder.fileio import write_atomic
@@ -95,13 +95,3 @@ def materialize(root: str | Path, task: str, kind: str, split: str, lang: str, t
         lines = (json.dumps(e, ensure_ascii=False) for e in examples(task, kind, split, lang, n))
         write_atomic(path, "\n".join(lines) + "\n")
     return path
-
-
-def corpus(languages: list[str], sentences_per_language: int = 400) -> Iterator[str]:
-    """Plain text over the lexicon in every language: what the tiny model's tokenizer is trained on."""
-    text = kinds.get("mlm").synthetic
-    for lang in languages:
-        r = Renderer(lang)
-        yield r.text(list(lexicon.lexicon(lang)))  # every word at least once
-        for i in range(sentences_per_language):
-            yield text(lexicon.seeded(VERSION, "corpus", lang, i), r, r)["text"]
