@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_demo_cell
+from xorder import lexicon
 from xorder.data import synthetic
 
 PAWSX = ["de", "en", "es", "fr", "ja", "ko", "zh"]
@@ -28,11 +29,11 @@ def test_examples_are_deterministic_and_parallel_across_languages(task: str):
 
 
 def test_languages_render_in_their_own_words():
-    words = {lang: set(synthetic.lexicon(lang).values()) for lang in PAWSX}
+    words = {lang: set(lexicon.lexicon(lang).values()) for lang in PAWSX}
     for lang in PAWSX:
-        assert len(words[lang]) == len(synthetic.lexicon("en"))  # no two concepts share a word
+        assert len(words[lang]) == len(lexicon.lexicon("en"))  # no two concepts share a word
     shared = set.intersection(*words.values())
-    assert shared == set(synthetic.NAMES)  # names are the only anchors spelt alike everywhere
+    assert shared == set(lexicon.NAMES)  # names are the only anchors spelt alike everywhere
 
 
 @pytest.mark.parametrize("lang", PAWSX)
