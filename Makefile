@@ -13,13 +13,20 @@ export TOKENIZERS_PARALLELISM ?= false
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: demo test install grid tables clean
+.PHONY: demo test lint install grid tables clean
 
 demo: $(STAMP)
 	$(BIN)/xorder run experiment=demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff (lint and format), mypy, and import-linter's layers: clean on the whole tree, run by CI before the tests
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts benchmarks
+	$(BIN)/ruff format --check src tests scripts benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 install: $(STAMP)
 
