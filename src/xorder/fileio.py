@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 
@@ -70,6 +71,26 @@ def fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def build_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """A folder built on first use: a lock keeps two processes from building it twice, and the build goes to a
+    temporary folder renamed into place, so a half-built folder is never visible (`config.json` marks it done)."""
+    from filelock import FileLock
+
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+            try:
+                build(tmp)
+                os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a shared cache is shared like any folder
+                os.replace(tmp, target)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def digests(root: Path, relative: list[str] | None = None) -> dict[str, str]:

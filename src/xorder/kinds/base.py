@@ -115,6 +115,17 @@ class Kind:
         return {name: round(self.metrics[name](gold, pred), 4) for name in names}  # percent to 1e-4: no float noise
 
 
+class OneOfMany(Kind):
+    """Kinds whose prediction per example is the highest of several logits: a class, or a choice."""
+
+    def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return outputs.argmax(-1)
+
+    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
+              predictions: torch.Tensor) -> Scored:
+        return per_example(self, task, examples, rows, predictions.tolist())
+
+
 def text(value: Any, column: str, fail: Fail, allow_empty: bool = False) -> str:
     """A text field: numbers become text, null and NaN become empty, empty text is an error unless allowed."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -9,16 +9,15 @@ from typing import TYPE_CHECKING, Any
 from xorder import lexicon
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
-from xorder.kinds.base import Batch, Example, Fail, Kind, Scored, class_label, encode_texts, loss_or_none, per_example, text
+from xorder.kinds.base import Batch, Example, Fail, OneOfMany, class_label, encode_texts, loss_or_none, text
 from xorder.lexicon import Renderer
 
 if TYPE_CHECKING:
-    import datasets
     import torch
     from torch import nn
 
 
-class Classification(Kind):
+class Classification(OneOfMany):
     name = "classification"
     schema = {"text_a": "string", "label": "int64"}
     optional = {"text_b": "string"}
@@ -49,13 +48,6 @@ class Classification(Kind):
 
         logits = head(states)
         return loss_or_none(F.cross_entropy, logits, batch), logits
-
-    def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return outputs.argmax(-1)
-
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
-        return per_example(self, task, examples, rows, predictions.tolist())
 
     def synthetic(self, rng: random.Random, first: Renderer, second: Renderer) -> Example:
         """The first sentence is positive; the second keeps its meaning (a positive synonym) or flips it."""

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from xorder import lexicon
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
-from xorder.kinds.base import (MODEL_KEYS, Batch, Example, Fail, Kind, Scored, class_label, loss_or_none,
-                               per_example, text)
+from xorder.kinds.base import (MODEL_KEYS, Batch, Example, Fail, OneOfMany, class_label, loss_or_none,
+                               text)
 from xorder.lexicon import Renderer
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-class MultipleChoice(Kind):
+class MultipleChoice(OneOfMany):
     name = "multiple_choice"
     schema = {"context": "string", "choices": ["string"], "label": "int64"}
     optional = {"question": "string"}
@@ -85,13 +85,6 @@ class MultipleChoice(Kind):
 
         logits = head(states).view(-1, batch["input_ids"].shape[1])
         return loss_or_none(F.cross_entropy, logits, batch), logits
-
-    def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return outputs.argmax(-1)
-
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
-        return per_example(self, task, examples, rows, predictions.tolist())
 
     def synthetic(self, rng: random.Random, first: Renderer, second: Renderer) -> Example:
         """A positive context; the right ending keeps it positive."""
