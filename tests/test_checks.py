@@ -15,8 +15,7 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from conftest import compose, xorder_cli
-from xorder import checks, configs
-from xorder.config import HEAD_KINDS
+from xorder import checks, configs, directories, kinds
 from xorder.errors import XorderError
 
 FAST = ("order=none", "trainer.target.max_steps=2", "trainer.eval_every=2")  # quick if a check ever lets it run
@@ -74,8 +73,8 @@ BAD = [
     ("multilingual.max_examples_per_language", 0, "0", "must be >= 1"),
     ("data.synthetic_examples", 15, "15", "must be >= 16"),
     ("trainer.trackers", ["tensorboard", "neptune"], "[tensorboard,neptune]", "not one of tensorboard, mlflow, wandb"),
-    ("task.mnli.kind", "regresion", "regresion", "must be one of " + ", ".join(HEAD_KINDS)),
-    ("target.kind", "pairs", "pairs", "must be one of " + ", ".join(HEAD_KINDS)),
+    ("task.mnli.kind", "regresion", "regresion", "must be one of " + ", ".join(kinds.names())),
+    ("target.kind", "pairs", "pairs", "must be one of " + ", ".join(kinds.names())),
     ("task.mnli.metrics", ["pearson"], "[pearson]", "not a classification metric (accuracy, f1)"),
     ("target.metrics", ["exact_match"], "[exact_match]", "not a classification metric (accuracy, f1)"),
     ("task.mnli.source", "nosuch", "nosuch", "task mnli has no data source named 'nosuch' (available: hub, local, synthetic)"),
@@ -130,7 +129,7 @@ def test_plus_overrides_the_schema_allows_and_hydra_overrides_still_work(tmp_pat
     ])
     assert cfg.task.mnli.sources.hub.columns.id == "idx" and cfg.hydra.launcher.timeout_min == 5
     checks.config(cfg)
-    checks.writable(cfg)
+    directories.writable(cfg)
     assert list(tmp_path.iterdir()) == []  # the checks create nothing
 
 
@@ -139,7 +138,7 @@ def test_every_shipped_option_passes(group: str, tmp_path: Path):
     for option in configs.options(group):
         cfg = compose(f"{group}={option}", f"results_dir={tmp_path / 'r'}", f"cache_dir={tmp_path / 'c'}")
         checks.config(cfg)
-        checks.writable(cfg)
+        directories.writable(cfg)
 
 
 def test_languages_of_the_study_pass_and_any_language_source_accepts_any(demo):
@@ -154,14 +153,13 @@ def test_languages_of_the_study_pass_and_any_language_source_accepts_any(demo):
     checks.config(_with(demo, **{"order.stages": []}, **{"multilingual.languages": ["xx"]}))  # no multilingual stage
 
 
-def test_metric_table_matches_metrics_module():
+def test_every_kind_names_the_metrics_it_can_score():
     from xorder import metrics
 
-    known = set(getattr(metrics, "METRICS", {})) | set(getattr(metrics, "GENERAL", {}))
-    span = set(getattr(metrics, "SPAN_METRICS", {})) | set(getattr(metrics, "SPAN", {}))
-    assert set(checks.KIND_METRICS) == set(HEAD_KINDS)
-    for kind, names in checks.KIND_METRICS.items():
-        assert set(names) <= (span if kind == "extractive_qa" else known), kind
+    assert set(kinds.names()) == {"classification", "regression", "multiple_choice", "extractive_qa", "tagging", "mlm"}
+    assert set(kinds.get("regression").metrics) == set(metrics.SCORES)
+    assert set(kinds.get("extractive_qa").metrics) == set(metrics.SPAN)
+    assert "accuracy" not in kinds.get("regression").metrics  # accuracy of a score would fail after training
 
 
 # ----------------------------------------------------------------------------------------------- directories
@@ -171,11 +169,11 @@ def test_results_and_cache_dir_that_cannot_be_created(demo, tmp_path: Path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     for key in ("results_dir", "cache_dir"):
-        message = _error(_with(demo, **{key: str(blocker / "sub")}), checks.writable)
+        message = _error(_with(demo, **{key: str(blocker / "sub")}), directories.writable)
         assert f"{key}={blocker / 'sub'} cannot be created: {blocker} is not a directory" in message
-        message = _error(_with(demo, **{key: str(blocker)}), checks.writable)
+        message = _error(_with(demo, **{key: str(blocker)}), directories.writable)
         assert f"{key}={blocker} is not a directory" in message
-    checks.writable(_with(demo, results_dir=str(tmp_path / "new" / "deep"), cache_dir=str(tmp_path / "c")))
+    directories.writable(_with(demo, results_dir=str(tmp_path / "new" / "deep"), cache_dir=str(tmp_path / "c")))
     assert not (tmp_path / "new").exists()
 
 
@@ -184,7 +182,7 @@ def test_read_only_results_dir(demo, tmp_path: Path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     try:
-        message = _error(_with(demo, results_dir=str(locked / "r")), checks.writable)
+        message = _error(_with(demo, results_dir=str(locked / "r")), directories.writable)
         assert f"results_dir={locked / 'r'} cannot be created: {locked} is not writable" in message
     finally:
         locked.chmod(0o700)
@@ -200,7 +198,7 @@ def test_submitit_refuses_a_results_dir_other_users_can_write(tmp_path: Path, la
     assert "submitit" in composed.hydra.launcher._target_
 
     def check(results: Path) -> None:
-        checks.writable(_with(composed, results_dir=str(results)))  # the submitit folder follows results_dir
+        directories.writable(_with(composed, results_dir=str(results)))  # the submitit folder follows results_dir
 
     for mode, who in ((0o777, "its group and all users"), (0o770, "its group"), (0o1757, "all users")):
         shared.chmod(mode)
@@ -223,8 +221,8 @@ def test_submitit_refuses_a_results_dir_other_users_can_write(tmp_path: Path, la
 def test_other_launchers_do_not_mind_shared_results_dirs(tmp_path: Path):
     tmp_path.chmod(0o777)
     try:
-        checks.writable(configs.compose_hydra([f"results_dir={tmp_path}", f"cache_dir={tmp_path}"]))
-        checks.writable(compose(f"results_dir={tmp_path}", f"cache_dir={tmp_path}"))  # no Hydra config at all
+        directories.writable(configs.compose_hydra([f"results_dir={tmp_path}", f"cache_dir={tmp_path}"]))
+        directories.writable(compose(f"results_dir={tmp_path}", f"cache_dir={tmp_path}"))  # no Hydra config at all
     finally:
         tmp_path.chmod(0o700)
 

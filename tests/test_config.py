@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from conftest import ROOT, compose
 from xorder import configs
-from xorder.config import HEAD_KINDS, XorderConfig
+from xorder import kinds
+from xorder.config import XorderConfig
 from xorder.plan import plan
 
 
@@ -40,7 +41,7 @@ def test_every_task_composes_alone_and_together():
     for task in tasks:
         cfg = compose(f"task={task}", "data.source=synthetic")
         spec = OmegaConf.to_object(cfg).task[task]
-        assert spec.name == task and spec.kind in HEAD_KINDS
+        assert spec.name == task and spec.kind in kinds.names()
         assert "synthetic" in spec.sources and "synthetic" in spec.translations
     together = compose(f"task=[{','.join(tasks)}]", "order=joint", "data.source=synthetic")
     (joint, _target) = plan(together)

@@ -9,7 +9,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from xorder import checks
+from xorder import checks, directories
 from xorder.config import register_configs
 from xorder.errors import EXIT_USER_ERROR, XorderError
 from xorder.records import register_resolvers
@@ -41,7 +41,7 @@ def cell(cfg: DictConfig) -> None:
     main = distributed.rank() == 0
     try:
         checks.config(cfg)  # this cell's values (a sweep sets them per cell); the callback checked the base config
-        checks.writable(cfg)
+        directories.writable(cfg)
         _run(cfg, record_dir, main, distributed.parallel_jobs(hydra_cfg.launcher))
     except XorderError as err:
         if not main:

@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-HEAD_KINDS = ("classification", "regression", "multiple_choice", "extractive_qa", "tagging", "mlm")
 
 
 @dataclass
@@ -51,7 +50,7 @@ class TaskConfig:
     """A labelled dataset with a head and a metric; targets use the same shape."""
 
     name: str = MISSING
-    kind: str = MISSING  # one of HEAD_KINDS
+    kind: str = MISSING  # a head kind: a module of xorder.kinds
     description: str = ""
     citation: str = ""  # BibTeX of the dataset (xorder report --cite); never part of a stage hash
     metrics: List[str] = field(default_factory=lambda: ["accuracy"])

@@ -71,6 +71,8 @@ def squad_f1(gold: Sequence[list[str]], pred: Sequence[str]) -> float:
 
 
 Metric = Callable[[Sequence[Any], Sequence[Any]], float]
-# metrics of one label or score per example (or per tagged word), and of answer spans; each kind names its table
-GENERAL: dict[str, Metric] = {"accuracy": accuracy, "f1": f1, "pearson": pearson, "spearman": spearman}
+# Each head kind names its table: class labels (per example or per tagged word), real-valued scores (correlations
+# need them; accuracy on scores would fail only after training), answer spans.
+CLASSES: dict[str, Metric] = {"accuracy": accuracy, "f1": f1}
+SCORES: dict[str, Metric] = {"pearson": pearson, "spearman": spearman}
 SPAN: dict[str, Metric] = {"f1": squad_f1, "exact_match": exact_match}

@@ -49,7 +49,7 @@ class Kind:
     name: ClassVar[str]
     schema: ClassVar[Schema]  # required canonical columns
     optional: ClassVar[Schema] = {}  # canonical columns a source may have
-    metrics: ClassVar[Mapping[str, metrics.Metric]] = metrics.GENERAL
+    metrics: ClassVar[Mapping[str, metrics.Metric]] = metrics.CLASSES
     token_level: ClassVar[bool] = False  # predictions per token, padded across processes before gathering
     needs_label_names: ClassVar[bool] = False  # the task must list its classes
 

@@ -8,7 +8,7 @@ import random
 import zlib
 from typing import TYPE_CHECKING, Any, Callable
 
-from xorder import lexicon
+from xorder import lexicon, metrics
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
 from xorder.kinds.base import IGNORE, MODEL_KEYS, Batch, Example, Fail, Kind, Scored, finish, text
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 class MaskedLM(Kind):
     name = "mlm"
     schema = {"text": "string"}
+    metrics = {"accuracy": metrics.accuracy}  # of the masked tokens (scored in `score`, not through the table)
 
     def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
               fail: Fail) -> None:

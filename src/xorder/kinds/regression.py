@@ -7,7 +7,7 @@ import math
 import random
 from typing import TYPE_CHECKING, Any, Callable
 
-from xorder import lexicon
+from xorder import lexicon, metrics
 from xorder.config import SourceConfig, TaskConfig
 from xorder.kinds.base import Batch, Example, Fail, Kind, Padded, Scored, encode_texts, loss_or_none, per_example, text
 from xorder.lexicon import Renderer
@@ -22,6 +22,7 @@ class Regression(Kind):
     name = "regression"
     schema = {"text_a": "string", "label": "float64"}
     optional = {"text_b": "string"}
+    metrics = metrics.SCORES
 
     def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
               fail: Fail) -> None:
