@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from xorder.configs import expand
 from xorder.data.fetch import DataNeed, fetch_data, stage_needs
-from xorder.data.readers import offline
+from xorder.data.hub import offline
 from xorder.errors import XorderError
 
 USAGE = ("usage: xorder prepare [-m] [--config-dir DIR] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands "

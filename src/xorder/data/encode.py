@@ -61,7 +61,6 @@ def _workers(rows: int) -> int | None:
 def encode(dataset: Any, task: TaskConfig, tokenizer: Any, max_length: int, *, train: bool, label_names: list[str],
            fingerprint: str, cache_dir: str | os.PathLike[str]) -> Any:
     """Tokenized features of a canonical dataset, with `row` (the example each feature comes from) and `length`."""
-    import datasets
 
     folder = Path(cache_dir).expanduser() / "tokenized"
     marker = folder / f"{fingerprint}.json"

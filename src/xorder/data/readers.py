@@ -10,9 +10,7 @@ on, so that messages point at the line a user would open. Text must be UTF-8: a 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +45,14 @@ def fill(template: str, lang: str, split: str) -> str:
 
 def open_raw(task: TaskConfig, view: SourceConfig, split: str, lang: str, role: str, cache_dir: str,
              synthetic_examples: int, need: int | None) -> Raw:
-    """The raw rows of split `split` (one part of a role's split spec) in `lang`; `need`: how many leading rows
-    a capped read needs (None: all)."""
+    """The raw rows of split `split` (one part of a role's split spec) in `lang` from a local or synthetic source
+    (the hub's: `data.hub.read_hub`); `need`: how many leading rows a capped read needs (None: all)."""
     if view.format == "synthetic":
         from xorder.data import synthetic
 
         path = synthetic.materialize(Path(cache_dir).expanduser() / "synthetic", task.name, task.kind, split, lang,
                                      synthetic_examples)
         return Raw(str(path), "/".join(path.parts[-3:]), lambda: _jsonl(path))  # version/task/split-lang-n
-    if view.format == "hub":
-        return _hub(view, split, lang, cache_dir, need)
     if not view.path:
         raise XorderError(f"{task.name}: a {view.format} source needs a path")
     template = str(view.path)
@@ -78,7 +74,7 @@ def open_raw(task: TaskConfig, view: SourceConfig, split: str, lang: str, role: 
         "stsb": lambda: _stsb(path),
         "squad_json": lambda: _numbered(squad_rows(path)),
         "json": lambda: _numbered(_json_rows(path)),
-        "parquet": lambda: _parquet(path),
+        "parquet": lambda: parquet_rows(path),
     }
     return Raw(str(path), fingerprint, readers[view.format], "question" if view.format == "squad_json" else "row")
 
@@ -230,7 +226,7 @@ def squad_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _parquet(path: Path, need: int | None = None) -> Iterator[RawRow]:
+def parquet_rows(path: Path, need: int | None = None) -> Iterator[RawRow]:
     import pyarrow.parquet as pq
 
     number = 0
@@ -279,130 +275,3 @@ def _semeval(folder: Path, pair: str) -> Raw:
                                    "id": f"{pair}-{number}"}
 
     return Raw(f"{source} + {gold.name}", f"{_stat(source)}:{_stat(gold)}", rows)
-
-
-# --- the hub ----------------------------------------------------------------------------------------------
-
-def hub_location(view: SourceConfig, split: str, lang: str) -> tuple[str, str | None, str]:
-    path = fill(str(view.path or ""), lang, split)
-    name = fill(view.name, lang, split) if view.name else None
-    where = f"{path}{'/' + name if name else ''} [{split}]" + (f" @ {view.revision}" if view.revision else "")
-    return path, name, where
-
-
-def _hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: int | None) -> Raw:
-    """`datasets.load_dataset` on a hub id or a local directory in hub layout. A capped read (large text corpora)
-    streams the first rows of the shuffled stream (shards in random order, then a 10k-row shuffle buffer) once and
-    keeps them in cache_dir, so compute nodes read them offline; a later read that needs no more rows than are
-    kept reuses them."""
-    import datasets
-
-    if not view.path:
-        raise XorderError("a hub source needs a path (a hub id or a local directory in hub layout)")
-    path, name, where = hub_location(view, split, lang)
-    if need is not None:
-        folder, key = stream_store(cache_dir, path, name, split, view.revision)
-        kept = _kept(folder, key, need) or _stream(path, name, split, view.revision, need, where, folder, key)
-        return Raw(where, f"{where}:{kept.name}:{kept.stat().st_size}:{need}", lambda: _parquet(kept, need))
-    local = path.startswith(("/", "./", "../", "~"))
-    if local and not Path(path).expanduser().is_dir():
-        raise XorderError(f"{where}: no such directory (a local hub-layout source is a folder with the data files "
-                          "and a README.md whose YAML `configs:` lists them)")
-    # `datasets` caches a local folder under its name, whatever its files hold: a folder of the same name with
-    # other (or edited) files would be served stale rows. Its own cache, keyed by the files' sizes and times, fixes it.
-    own_cache = str(Path(cache_dir).expanduser() / "hub-local" / _folder_stat(Path(path).expanduser())) if local else None
-    try:
-        dataset = datasets.load_dataset(path, name, split=split, revision=view.revision, cache_dir=own_cache)
-    except Exception as err:  # datasets raises builtins and its own types for unreachable or unknown data
-        if _user_fixable(err):
-            raise hub_error(where, err) from err
-        raise
-
-    def rows() -> Iterator[RawRow]:
-        number = 0
-        for batch in dataset.iter(batch_size=BATCH):
-            keys = list(batch)
-            for values in zip(*batch.values()):
-                number += 1
-                yield number, None, dict(zip(keys, values))
-
-    return Raw(where, f"{where}:{dataset._fingerprint}", rows)
-
-
-STREAM_SHUFFLE = {"seed": 0, "buffer_size": 10_000}  # a streamed corpus is a random sample, not its first articles
-
-
-def _folder_stat(folder: Path) -> str:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    stats = [f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
-    return hashlib.sha256(json.dumps([str(folder.resolve()), stats]).encode()).hexdigest()[:20]
-
-
-def stream_store(cache_dir: str, path: str, name: str | None, split: str, revision: str | None) -> tuple[Path, str]:
-    key = hashlib.sha256(json.dumps([path, name, split, revision, STREAM_SHUFFLE]).encode()).hexdigest()[:20]
-    return Path(cache_dir).expanduser() / "corpora", key
-
-
-def _stream(path: str, name: str | None, split: str, revision: str | None, need: int, where: str, folder: Path,
-            key: str) -> Path:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    import datasets
-
-    try:
-        stream = datasets.load_dataset(path, name, split=split, revision=revision, streaming=True)
-        rows = list(stream.shuffle(**STREAM_SHUFFLE).take(need))
-    except Exception as err:
-        if _user_fixable(err):
-            raise hub_error(where, err) from err
-        raise
-    exhausted = len(rows) < need
-    folder.mkdir(parents=True, exist_ok=True)
-    kept = folder / f"{key}-{len(rows)}{'-all' if exhausted else ''}.parquet"
-    tmp = kept.with_name(f".{kept.name}.{os.getpid()}.tmp")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    tmp.replace(kept)
-    return kept
-
-
-def _kept(folder: Path, key: str, need: int) -> Path | None:
-    """A stored prefix of the stream with at least `need` rows (or all there is), if one exists."""
-    if not folder.is_dir():
-        return None
-    for candidate in sorted(folder.glob(f"{key}-*.parquet")):
-        count, _, rest = candidate.stem[len(key) + 1:].partition("-")
-        if count.isdigit() and (int(count) >= need or rest == "all"):
-            return candidate
-    return None
-
-
-def offline() -> bool:
-    def on(name: str) -> bool:
-        return os.environ.get(name, "0").strip().lower() not in ("0", "", "false", "no", "off")
-
-    return on("HF_HUB_OFFLINE") or on("HF_DATASETS_OFFLINE")
-
-
-def _user_fixable(err: Exception) -> bool:
-    """The hub's failures that a user can fix (unreachable, unknown, offline), as opposed to bugs."""
-    return isinstance(err, (FileNotFoundError, ConnectionError, OSError, ValueError, RuntimeError, NotImplementedError)) \
-        or type(err).__module__.startswith(("datasets", "huggingface_hub", "requests", "httpx", "fsspec"))
-
-
-def hub_error(where: str, err: Exception) -> XorderError:
-    first = " ".join(str(err).split())[:200]
-    unreachable = isinstance(err, (ConnectionError, FileNotFoundError)) or "offline" in first.lower() \
-        or type(err).__name__ in ("OfflineModeIsEnabled", "LocalEntryNotFoundError")
-    if unreachable and offline():
-        return XorderError(
-            f"{where} is not in the datasets cache and this machine is offline (HF_HUB_OFFLINE=1): run `xorder prepare` "
-            "with the same overrides on a machine with internet and the same HF_HOME, then run here again"
-        )
-    if unreachable:
-        return XorderError(f"cannot reach {where} ({first}); check the hub id, or run `xorder prepare` where there is "
-                           "internet and set HF_HUB_OFFLINE=1 here")
-    if "script" in first.lower():
-        return XorderError(f"cannot load {where} ({first}); the dataset's main branch needs a loading script: pin "
-                           "its parquet conversion with revision: refs/convert/parquet in the source")
-    return XorderError(f"cannot load {where}: {first}")

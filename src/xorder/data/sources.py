@@ -22,6 +22,7 @@ from typing import Any
 from xorder import kinds
 from xorder.config import SourceConfig, TaskConfig
 from xorder.data import canonical
+from xorder.data.hub import read_hub
 from xorder.data.readers import FORMATS, open_raw
 from xorder.errors import XorderError
 from xorder.fileio import read_json, write_json
@@ -89,7 +90,11 @@ def _canonical(task: TaskConfig, view: SourceConfig, part: Part, lang: str, role
     """The canonical rows of one part before slicing (cached), its cache key and where it comes from."""
     import datasets
 
-    raw = open_raw(task, view, part.name, lang, role, cache_dir, synthetic_examples, prefix_needed(part, cap))
+    need = prefix_needed(part, cap)
+    if view.format == "hub":
+        raw = read_hub(view, part.name, lang, cache_dir, need)
+    else:
+        raw = open_raw(task, view, part.name, lang, role, cache_dir, synthetic_examples, need)
     identity = {"columns": view.columns, "labels": view.labels, "score_scale": view.score_scale,
                 "fields": view.fields, "format": view.format}
     task_identity = [task.name, task.kind, list(task.label_names), task.score_range]
