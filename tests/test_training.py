@@ -44,7 +44,8 @@ def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: 
 
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     metrics, record = run_demo_cell(cache, tmp_path / "results", "order=english_only", *FAST,
-                                    "trainer.trackers=[tensorboard]", "trainer.freeze_embeddings=true")
+                                    "trainer.trackers=[tensorboard]", "trainer.freeze_embeddings=true",
+                                    "trainer.batch_size=auto")
     for stage in metrics["stages"]:
         speed = stage["throughput"]
         assert speed["samples_per_second"] > 0 and speed["tokens_per_second"] > speed["samples_per_second"]
@@ -52,6 +53,9 @@ def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: 
         assert speed["mfu"] is None and speed["gpu_hours"] is None  # a CPU has neither
         assert 0 < stage["examples"] <= 12 * 32 and stage["total_steps"] == 12
     assert records.validate(metrics) == []
+    # batch_size=auto on a CPU: the whole effective batch in one micro-batch
+    summary = json.loads(StageDir(cache / "stages" / metrics["stages"][0]["hash"]).summary.read_text())
+    assert (summary["hparams"]["batch_size"], summary["hparams"]["grad_accum"]) == (32, 1)
     # the averaged checkpoint is a fourth selection with its own predictions
     assert set(metrics["scores"]) == {"en_dev", "oracle", "last", "average"}
     predictions = pd.read_parquet(record / records.PREDICTIONS)
@@ -111,3 +115,26 @@ def test_a_joint_stage_trains_the_steps_of_both_sequential_stages(cache_dir: Pat
     assert joint["steps"] == 12 + 8  # matched: the English stage's 12 steps and the multilingual stage's 8
     summary = StageDir(cache_dir / "stages" / target["hash"]).summary
     assert [entry["step"] for entry in json.loads(summary.read_text())["history"]] == [3, 6, 9]
+
+
+def test_micro_batches_are_the_largest_that_fit_and_add_up_to_the_effective_batch():
+    from xorder.batch_plan import split
+
+    assert split(32, 1, lambda n: n <= 12) == (8, 4)  # 12 fits, but only divisors of 32 add up to it
+    assert split(32, 2, lambda n: True) == (16, 1)
+    assert split(32, 1, lambda n: n <= 1) == (1, 32)
+    with pytest.raises(XorderError, match="cannot be split over 3 processes"):
+        split(32, 3, lambda n: True)
+    with pytest.raises(XorderError, match="not even one example"):
+        split(32, 1, lambda n: False)
+
+
+def test_batch_size_auto_hashes_the_effective_batch_not_its_split():
+    from conftest import compose
+    from xorder.plan import plan
+
+    def target_hash(*overrides: str) -> str:
+        return plan(compose("experiment=demo", "order=none", "trainer.batch_size=auto", *overrides), 1)[-1].hash
+
+    assert target_hash("trainer.grad_accum=4") == target_hash("trainer.grad_accum=1")
+    assert target_hash("trainer.effective_batch_size=64") != target_hash()

@@ -163,7 +163,9 @@ def _trainer(cfg: Any) -> None:
     trainer = cfg.trainer
     _greater("trainer.lr", trainer.lr, 0, " (e.g. 1e-5)")
     for key in COUNTS:
-        _at_least(f"trainer.{key}", getattr(trainer, key), 1)
+        if not (key == "batch_size" and trainer.batch_size == "auto"):
+            _at_least(f"trainer.{key}", getattr(trainer, key), 1, " (batch_size may also be auto)" * (key == "batch_size"))
+    _at_least("trainer.effective_batch_size", trainer.effective_batch_size, 1)
     _greater("trainer.adam_epsilon", trainer.adam_epsilon, 0)
     _interval("trainer.warmup_ratio", trainer.warmup_ratio, 0, 1, closed_low=True)
     _at_least("trainer.weight_decay", trainer.weight_decay, 0)

@@ -120,8 +120,9 @@ class TrainerConfig:
     adam_epsilon: float = 1e-8
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
-    batch_size: int = 4
-    grad_accum: int = 8
+    batch_size: Any = 4  # per process, or "auto": the largest micro-batch that fits, toward effective_batch_size
+    grad_accum: int = 8  # with batch_size=auto: ignored (accumulation fills the effective batch)
+    effective_batch_size: int = 32  # batch_size=auto: micro-batch x accumulation x processes
     eval_batch_size: int = 64
     max_length: int = 256
     eval_every: int = 1000

@@ -52,7 +52,7 @@ class StageHParams:
     adam_epsilon: float
     warmup_ratio: float
     max_grad_norm: float
-    batch_size: int
+    batch_size: int | str  # "auto": planned on the device (batch_plan.py), toward effective_batch
     grad_accum: int
     max_length: int
     epochs: float
@@ -67,6 +67,7 @@ class StageHParams:
     freeze_embeddings: bool = False
     evaluations: int | None = None  # the target: evaluations per run, spread evenly (instead of eval_every)
     eval_cap: int | None = None  # the target: a fixed random subset of this many rows per evaluation set
+    effective_batch: int | None = None  # batch_size=auto: the batch over micro-batches, accumulation and processes
     # a joint stage under trainer.joint_budget=matched: per group of components (english, multilingual), the
     # epochs and max_steps that group gets in the sequential orders
     budget: tuple[Budget, ...] | None = None
@@ -81,7 +82,8 @@ class Budget:
 
 # Hyperparameters added after stage hashes were first published: left out of a hash while they have these values,
 # so the stages they do not change keep their hashes (and their cached weights).
-HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False, "evaluations": None, "budget": None, "eval_cap": None}
+HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False, "evaluations": None, "budget": None, "eval_cap": None,
+                                "effective_batch": None}
 
 
 def group(variant: str) -> str:
@@ -134,6 +136,8 @@ def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1
                   evaluations: int | None = None, budget: tuple[Budget, ...] | None = None,
                   eval_cap: int | None = None) -> StageHParams:
     """`epochs`: the target's own when its phase sets none."""
+    batch_size = phase.batch_size or trainer.batch_size
+    auto = batch_size == "auto"
     return StageHParams(
         processes=processes,
         precision=hashed_precision(trainer.precision),  # the setting, or Accelerate's choice under auto
@@ -142,8 +146,8 @@ def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1
         adam_epsilon=trainer.adam_epsilon,
         warmup_ratio=trainer.warmup_ratio,
         max_grad_norm=trainer.max_grad_norm,
-        batch_size=phase.batch_size or trainer.batch_size,
-        grad_accum=phase.grad_accum or trainer.grad_accum,
+        batch_size=batch_size,
+        grad_accum=1 if auto else phase.grad_accum or trainer.grad_accum,
         max_length=trainer.max_length,
         epochs=phase.epochs if phase.epochs is not None else (epochs if epochs is not None else 3.0),
         max_steps=phase.max_steps,
@@ -158,6 +162,7 @@ def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1
         evaluations=evaluations,
         budget=budget,
         eval_cap=eval_cap,
+        effective_batch=trainer.effective_batch_size if auto else None,
     )
 
 

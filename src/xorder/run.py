@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -15,7 +15,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 import xorder
-from xorder import distributed, records, tracking
+from xorder import batch_plan, distributed, fsdp, records, tracking
 from xorder.advice import learning_rates as advice_for
 from xorder.config import XorderConfig
 from xorder.data.fetch import validate
@@ -49,8 +49,10 @@ def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
         log_with=list(cfg.trainer.trackers) or None,
         project_dir=project_dir,
     )
+    fsdp.configure(accelerator)  # FSDP asked for through Accelerate, also on CPU processes
     if accelerator.is_main_process:
-        log.info("mixed precision: %s (%s)", precision, source)
+        log.info("mixed precision: %s (%s); processes: %d (%s)", precision, source, accelerator.num_processes,
+                 fsdp.describe(accelerator))
     return accelerator
 
 
@@ -153,9 +155,11 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
         hooks = Hooks(_mean_primary, "dev score (primary metric, mean over tasks)", keep_best=hp.patience is not None)
     hooks.stop_requested = distributed.stop_check(accelerator)  # a stop signal: checkpoint, then requeue
     cadence = Cadence(trainer.save_every, trainer.log_every, trainer.eval_batch_size, trainer.num_workers)
+    if hp.batch_size == "auto":
+        stage = _planned_batch(stage, cfg, model, data, tokenizer, accelerator)
     state = train_stage(stage, data, model, tokenizer, accelerator, folder, hooks, cadence)
     if not stage.is_target:
-        state_dict = accelerator.get_state_dict(model)  # every rank: FSDP gathers shards here
+        state_dict = fsdp.state_dict(accelerator, model)  # every rank: FSDP gathers shards here
         if hooks.keep_best and folder.best.exists():
             state_dict = best_backbone(folder.best)
         if accelerator.is_main_process:
@@ -169,10 +173,22 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
         "steps": state.step, "total_steps": state.total_steps, "seconds": round(state.seconds, 3),
         "examples": state.examples, "tokens": state.tokens, "throughput": asdict(speed),
         "best_step": state.best_step, "best_score": state.best_score, "stopped_early": state.stopped_early,
-        "hparams": asdict(hp), "losses": state.losses, "history": state.history, "average": state.average,
+        "hparams": asdict(stage.hparams), "losses": state.losses, "history": state.history, "average": state.average,
         "label_names": data.label_names, "notes": data.notes, "processes": accelerator.num_processes,
-        "precision": accelerator.mixed_precision,
+        "distributed": fsdp.describe(accelerator), "precision": accelerator.mixed_precision,
     }
+
+
+def _planned_batch(stage: StageSpec, cfg: XorderConfig, model: Any, data: Any, tokenizer: Any,
+                   accelerator: Any) -> StageSpec:
+    """The stage with batch_size=auto turned into the micro-batch and accumulation this device trains it with
+    (its hash, which covers the effective batch, is unchanged)."""
+    hp = stage.hparams
+    assert hp.effective_batch is not None
+    key = [cfg.model.path, sorted(ts.task.kind for ts in data.train), hp.max_length, hp.freeze_embeddings]
+    probe = batch_plan.longest_rows_probe(model, data.train, tokenizer, accelerator.device)
+    micro, accumulation = batch_plan.plan(hp.effective_batch, accelerator, key, cfg.cache_dir, probe)
+    return replace(stage, hparams=replace(hp, batch_size=micro, grad_accum=accumulation))
 
 
 def _mean_primary(results: list[EvalResult]) -> float | None:
@@ -282,6 +298,7 @@ def _provenance(accelerator: Any, started: datetime, config_hash: str) -> dict[s
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "device": f"{device} x{accelerator.num_processes}" if accelerator.num_processes > 1 else device,
+        "distributed": fsdp.describe(accelerator),  # FSDP, DDP or none
         "precision": accelerator.mixed_precision,
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPUs a parallel cell was pinned to
         "started": started.isoformat(timespec="seconds"),
