@@ -20,8 +20,10 @@ def main() -> None:
     bare = best_of([sys.executable, "-c", "pass"])
     help_ = best_of([sys.executable, "-m", "xorder", "--help"])
     tasks = best_of([sys.executable, "-m", "xorder", "tasks"], n=2)
-    print(f"python -c pass {bare:.3f} s | xorder --help {help_:.3f} s ({help_ / bare:.1f}x bare) | "
-          f"xorder tasks {tasks:.2f} s")
+    print(
+        f"python -c pass {bare:.3f} s | xorder --help {help_:.3f} s ({help_ / bare:.1f}x bare) | "
+        f"xorder tasks {tasks:.2f} s"
+    )
     sys.exit(0 if help_ < 1.0 else 1)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from xorder import kinds
 from xorder.config import ModelConfig, SourceConfig, SplitConfig, TaskConfig
 from xorder.data.batching import Collator, LengthGroupedBatchSampler
 from xorder.data.encode import encode, fingerprint
@@ -27,20 +28,32 @@ def main() -> None:
     torch.set_num_threads(1)
     cache = Path("/tmp/xorder-bench-cache")
     task = TaskConfig(name="pawsx", kind="classification", label_names=["different", "paraphrase"])
-    source = SourceConfig(format="tsv", path=str(DATA / "{split}-{lang}.tsv"), fields=["text_a", "text_b", "label"],
-                          splits={"train": SplitConfig(split="dev")})
-    rows = load_split(task, source, "train", "en", cache_dir=str(cache), synthetic_examples=0).rows
+    source = SourceConfig(
+        format="tsv",
+        path=str(DATA / "{split}-{lang}.tsv"),
+        fields=["text_a", "text_b", "label"],
+        splits={"train": SplitConfig(split="dev")},
+    )
+    loaded = load_split(task, source, "train", "en", cache_dir=str(cache), synthetic_examples=0)
+    assert loaded is not None
+    rows = loaded.dataset
     path = resolve_path(ModelConfig(name="minilm", path="builtin:minilm"), str(cache))
     tokenizer = load_tokenizer(path)
     fp = fingerprint("bench-pawsx-en-dev", task, tokenizer, MAX_LENGTH, True, task.label_names)
-    features = encode(rows, task, tokenizer, MAX_LENGTH, train=True, label_names=task.label_names, fingerprint=fp,
-                      cache_dir=cache)
+    features = encode(
+        rows, task, tokenizer, MAX_LENGTH, train=True, label_names=task.label_names, fingerprint=fp, cache_dir=cache
+    )
     lengths = features["length"]
-    padded = Collator("classification", tokenizer)
-    padded.inner.padding, padded.inner.max_length = "max_length", MAX_LENGTH
+    kind = kinds.get("classification")
+    padded = Collator(kind, tokenizer)
+    collate = padded.inner.inner  # the kind's transformers DataCollatorWithPadding
+    collate.padding, collate.max_length = "max_length", MAX_LENGTH
     setups = {
-        "length-grouped, dynamic padding": (LengthGroupedBatchSampler(lengths, BATCH, 1, True), Collator("classification", tokenizer)),
-        "shuffled, dynamic padding": (LengthGroupedBatchSampler(lengths, BATCH, 1, False), Collator("classification", tokenizer)),
+        "length-grouped, dynamic padding": (
+            LengthGroupedBatchSampler(lengths, BATCH, 1, True),
+            Collator(kind, tokenizer),
+        ),
+        "shuffled, dynamic padding": (LengthGroupedBatchSampler(lengths, BATCH, 1, False), Collator(kind, tokenizer)),
         f"shuffled, padded to {MAX_LENGTH}": (LengthGroupedBatchSampler(lengths, BATCH, 1, False), padded),
     }
     rates = {}

@@ -8,8 +8,14 @@ import tempfile
 import time
 from pathlib import Path
 
-GRID = ["-m", "experiment=demo", "order=english_first,multilingual_first", "task=mnli", "target=pawsx,sts",
-        "seed=1,2"]  # the demo's own 150 steps a stage: a tiny fraction of any real cell
+GRID = [
+    "-m",
+    "experiment=demo",
+    "order=english_first,multilingual_first",
+    "task=mnli",
+    "target=pawsx,sts",
+    "seed=1,2",
+]  # the demo's own 150 steps a stage: a tiny fraction of any real cell
 
 
 def run(args: list[str], cwd: Path) -> float:
