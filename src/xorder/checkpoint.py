@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from xorder import fsdp
 from xorder.errors import XorderError
 from xorder.fileio import damaged, digests, read_json, recover_dir, swap_dir, write_json
 
@@ -66,13 +67,14 @@ def load(accelerator: Any, scheduler: Any, average: Averager | None, checkpoint:
     accelerator.load_state(str(checkpoint))
     scheduler.load_state_dict(torch.load(checkpoint / SCHEDULER, weights_only=True))
     if average is not None and (checkpoint / AVERAGE).is_file():
-        average.load(torch.load(checkpoint / AVERAGE, map_location="cpu", weights_only=True))
+        average.load(torch.load(checkpoint / AVERAGE, map_location="cpu", weights_only=True),
+                     weights=accelerator.is_main_process or not fsdp.active(accelerator))
 
 
 def save_best(model: torch.nn.Module, accelerator: Any, path: Path) -> None:
     """The backbone at the best evaluation so far (every rank takes part: FSDP gathers shards here)."""
     accelerator.wait_for_everyone()
-    state_dict = accelerator.get_state_dict(model)
+    state_dict = fsdp.state_dict(accelerator, model)
     if accelerator.is_main_process:
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
@@ -91,14 +93,15 @@ def best_backbone(path: Path) -> dict[str, torch.Tensor]:
 class Averager:
     """The running sum of the model's weights at every evaluation of the target (checkpoint averaging,
     Schmidt et al. 2023): the averaged model needs no target-language dev set to be chosen. Kept in float32 on
-    the CPU, so it costs host memory, not accelerator memory."""
+    the CPU, so it costs host memory, not accelerator memory. Under FSDP only the main process holds it (the
+    gathered weights reach that process alone) and sends each process its shards of the mean."""
 
     def __init__(self) -> None:
         self.total: dict[str, torch.Tensor] = {}
         self.count = 0
 
     def add(self, model: torch.nn.Module, accelerator: Any) -> None:
-        state_dict = accelerator.get_state_dict(model)  # every rank: FSDP gathers shards here
+        state_dict = accelerator.get_state_dict(model)  # every rank: FSDP gathers shards here (to the main one)
         for key, value in state_dict.items():
             if value.is_floating_point():
                 value = value.detach().to("cpu", torch.float32)
@@ -108,12 +111,16 @@ class Averager:
     def apply(self, model: torch.nn.Module, accelerator: Any) -> None:
         """Load the mean of the added weights into `model` (floating-point tensors; the rest stays as is)."""
         target = accelerator.unwrap_model(model)
-        current = target.state_dict()
-        mean = {key: (value / self.count).to(current[key].dtype) for key, value in self.total.items()}
-        target.load_state_dict(mean, strict=False)
+        dtypes = {key: value.dtype for key, value in target.state_dict().items()}  # under FSDP: local shards
+        mean = {key: (value / self.count).to(dtypes[key]) for key, value in self.total.items()}
+        if fsdp.active(accelerator):
+            fsdp.load_full_state_dict(target, mean)
+        else:
+            target.load_state_dict(mean, strict=False)
 
     def state(self) -> dict[str, Any]:
         return {"total": self.total, "count": self.count}
 
-    def load(self, state: dict[str, Any]) -> None:
-        self.total, self.count = state["total"], int(state["count"])
+    def load(self, state: dict[str, Any], weights: bool = True) -> None:
+        """What `state()` returned; without `weights` only the count (a process that holds no sum under FSDP)."""
+        self.total, self.count = state["total"] if weights else {}, int(state["count"])

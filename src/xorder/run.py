@@ -38,6 +38,7 @@ def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
     from accelerate.utils import GradientAccumulationPlugin
 
     precision, source = distributed.resolve_precision(cfg.trainer.precision)
+    fsdp.check_request()
     accelerator = Accelerator(
         cpu=distributed.cpu_backend(),
         mixed_precision=precision,

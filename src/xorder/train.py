@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from xorder import checkpoint
+from xorder import checkpoint, fsdp
 from xorder.checkpoint import Averager
 from xorder.data.batching import Collator, LengthGroupedBatchSampler, sampling_weights
 from xorder.data.stage import StageData
@@ -188,8 +188,11 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
     accelerator.gradient_accumulation_steps = hp.grad_accum
     if accelerator.ddp_handler is not None:  # only a multi-task stage leaves heads idle in a batch
         accelerator.ddp_handler.find_unused_parameters = len({ts.head for ts in data.train}) > 1
-    model = accelerator.prepare(model)  # before the optimizer sees its parameters, as FSDP needs
-    optimizer = accelerator.prepare(_optimizer(model, hp, accelerator))
+    # in one call: FSDP2 swaps the optimizer's parameters for the sharded ones
+    model, optimizer = accelerator.prepare(model, _optimizer(model, hp, accelerator))
+    sharded = fsdp.active(accelerator)
+    if sharded:
+        fsdp.prime_adamw(optimizer)
     prepared = accelerator.prepare(*loaders.values(), *eval_loaders)
     prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
     loaders = dict(zip(loaders, prepared[: len(loaders)]))
@@ -229,6 +232,7 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
                 norm = None
                 if accelerator.sync_gradients and hp.max_grad_norm:
                     norm = accelerator.clip_grad_norm_(model.parameters(), hp.max_grad_norm)
+                    norm = fsdp.full(norm) if sharded else norm
                 optimizer.step()
                 optimizer.zero_grad()
             meter.add(state.step + 1, loss, batch, norm if watch_norm else None)
