@@ -48,11 +48,18 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def xorder_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-               timeout: int = 600) -> subprocess.CompletedProcess:
+def xorder_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """`xorder ARGS` in a fresh process, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "xorder", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "xorder", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def demo_overrides(cache_dir: Path, results_dir: Path, *extra: str) -> list[str]:

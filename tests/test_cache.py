@@ -55,8 +55,17 @@ def test_list_shows_each_stage_with_size_age_state_and_records(stages: tuple[Pat
     root, results = stages
     assert cache.main(["list", "--cache-dir", str(root), "--results", str(results)]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    assert lines[USED].split()[1:] == ["english:", "mnli", "2.0", "MB", "0.0", "d", "complete", "1",
-                                       "(pawsx/english_only/mnli/-/tiny/hub/seed1)"]
+    assert lines[USED].split()[1:] == [
+        "english:",
+        "mnli",
+        "2.0",
+        "MB",
+        "0.0",
+        "d",
+        "complete",
+        "1",
+        "(pawsx/english_only/mnli/-/tiny/hub/seed1)",
+    ]
     assert lines[UNUSED].split()[-3:] == ["d", "complete", "-"]
     assert lines[PARTIAL].split()[1] == "-" and " partial@7 " in lines[PARTIAL]
     assert " 3.0 d " in lines[OLD]

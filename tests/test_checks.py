@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import copy
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from conftest import compose, xorder_cli
 from xorder import checks, configs, directories, kinds
@@ -77,9 +76,24 @@ BAD = [
     ("target.kind", "pairs", "pairs", "must be one of " + ", ".join(kinds.names())),
     ("task.mnli.metrics", ["pearson"], "[pearson]", "not a classification metric (accuracy, f1)"),
     ("target.metrics", ["exact_match"], "[exact_match]", "not a classification metric (accuracy, f1)"),
-    ("task.mnli.source", "nosuch", "nosuch", "task mnli has no data source named 'nosuch' (available: hub, local, synthetic)"),
-    ("task.mnli.translation_source", "nosuch", "nosuch", "task mnli has no machine-translated training data named 'nosuch' (available: hub, local"),
-    ("target.source", "nosuch", "nosuch", "target pawsx has no data source named 'nosuch' (available: hub, xtreme, xfinal, synthetic)"),
+    (
+        "task.mnli.source",
+        "nosuch",
+        "nosuch",
+        "task mnli has no data source named 'nosuch' (available: hub, local, synthetic)",
+    ),
+    (
+        "task.mnli.translation_source",
+        "nosuch",
+        "nosuch",
+        "task mnli has no machine-translated training data named 'nosuch' (available: hub, local",
+    ),
+    (
+        "target.source",
+        "nosuch",
+        "nosuch",
+        "target pawsx has no data source named 'nosuch' (available: hub, xtreme, xfinal, synthetic)",
+    ),
     ("data.source", "nosuch", "nosuch", "valid: hub, local, synthetic, xfinal, xtreme"),
     ("target.languages", ["de", "xx"], "[de,xx]", "'xx' is not a language of target's synthetic source (valid: de, en"),
     ("target.train_language", "xx", "xx", "target's synthetic source has no such language (valid: de, en"),
@@ -105,14 +119,24 @@ def test_configs_compose_checks_too():
         configs.compose(["data.source=nosuch"])
 
 
-@pytest.mark.parametrize("override,unknown,hint", [
-    ("+trainer.lrr=1", "trainer.lrr", "did you mean trainer.lr?"),
-    ("+foo=1", "foo", "valid keys of the top level: model, task"),
-    ("+task.mnli.sources.hub.langs=[en]", "task.mnli.sources.hub.langs", "did you mean task.mnli.sources.hub.languages?"),
-    ("+trainer.target.max_step=3", "trainer.target.max_step", "did you mean trainer.target.max_steps?"),
-    ("+multilingual.text.sources.hub.splits.train.lang=[de]", "multilingual.text.sources.hub.splits.train.lang",
-     "did you mean multilingual.text.sources.hub.splits.train.languages?"),
-])
+@pytest.mark.parametrize(
+    "override,unknown,hint",
+    [
+        ("+trainer.lrr=1", "trainer.lrr", "did you mean trainer.lr?"),
+        ("+foo=1", "foo", "valid keys of the top level: model, task"),
+        (
+            "+task.mnli.sources.hub.langs=[en]",
+            "task.mnli.sources.hub.langs",
+            "did you mean task.mnli.sources.hub.languages?",
+        ),
+        ("+trainer.target.max_step=3", "trainer.target.max_step", "did you mean trainer.target.max_steps?"),
+        (
+            "+multilingual.text.sources.hub.splits.train.lang=[de]",
+            "multilingual.text.sources.hub.splits.train.lang",
+            "did you mean multilingual.text.sources.hub.splits.train.languages?",
+        ),
+    ],
+)
 def test_plus_override_of_an_unknown_key_is_refused(override, unknown, hint):
     # Hydra opens the node for a `+key` (struct mode only refuses plain `key=`), so the schema decides
     with pytest.raises(XorderError) as err:
@@ -122,11 +146,17 @@ def test_plus_override_of_an_unknown_key_is_refused(override, unknown, hint):
 
 
 def test_plus_overrides_the_schema_allows_and_hydra_overrides_still_work(tmp_path: Path):
-    cfg = configs.compose_hydra([
-        "experiment=demo", "+task.mnli.sources.hub.columns.id=idx",  # columns: a free-form table
-        "hydra/launcher=local", "hydra.launcher.timeout_min=5", "+hydra.job.env_set.FOO=1", f"results_dir={tmp_path}",
-        f"cache_dir={tmp_path / 'cache'}",
-    ])
+    cfg = configs.compose_hydra(
+        [
+            "experiment=demo",
+            "+task.mnli.sources.hub.columns.id=idx",  # columns: a free-form table
+            "hydra/launcher=local",
+            "hydra.launcher.timeout_min=5",
+            "+hydra.job.env_set.FOO=1",
+            f"results_dir={tmp_path}",
+            f"cache_dir={tmp_path / 'cache'}",
+        ]
+    )
     assert cfg.task.mnli.sources.hub.columns.id == "idx" and cfg.hydra.launcher.timeout_min == 5
     checks.config(cfg)
     directories.writable(cfg)
@@ -205,8 +235,10 @@ def test_submitit_refuses_a_results_dir_other_users_can_write(tmp_path: Path, la
         with pytest.raises(XorderError) as err:
             check(shared)
         message = str(err.value)
-        assert f"results_dir={shared} is unsafe for the submitit (Slurm) launcher: {shared} is writable by {who}" \
-            in message, message
+        assert (
+            f"results_dir={shared} is unsafe for the submitit (Slurm) launcher: {shared} is writable by {who}"
+            in message
+        ), message
         assert "runs their code as you" in message and f"chmod go-w {shared}" in message and "\n" not in message
     with pytest.raises(XorderError, match=f"fix: mkdir -p -m 700 {shared / 'r'}"):
         check(shared / "r")  # created later inside a directory others can write: they could create it first
@@ -228,8 +260,10 @@ def test_other_launchers_do_not_mind_shared_results_dirs(tmp_path: Path):
 
 
 def test_checks_import_nothing_heavy():
-    code = ("import sys, xorder.checks; print(sorted({m.split('.')[0] for m in sys.modules} & "
-            "{'torch', 'transformers', 'numpy', 'hydra', 'datasets'}))")
+    code = (
+        "import sys, xorder.checks; print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'transformers', 'numpy', 'hydra', 'datasets'}))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -245,18 +279,29 @@ def _refused(out: subprocess.CompletedProcess, *needles: str) -> None:
         assert needle in lines[0], lines[0]
 
 
-@pytest.mark.parametrize("override,needles", [
-    ("+trainer.lrr=1", ("unknown key trainer.lrr", "did you mean trainer.lr?")),
-    ("trainer.target.epochs=-1", ("trainer.target.epochs=-1.0 is invalid: must be > 0",)),
-    ("data.source=nosuch", ("data.source=nosuch is invalid", "valid: hub, local, synthetic")),
-    ("target.languages=[xx]", ("target.languages=[xx] is invalid", "valid: de, en, es, fr, ja, ko, zh")),
-])
+@pytest.mark.parametrize(
+    "override,needles",
+    [
+        ("+trainer.lrr=1", ("unknown key trainer.lrr", "did you mean trainer.lr?")),
+        ("trainer.target.epochs=-1", ("trainer.target.epochs=-1.0 is invalid: must be > 0",)),
+        ("data.source=nosuch", ("data.source=nosuch is invalid", "valid: hub, local, synthetic")),
+        ("target.languages=[xx]", ("target.languages=[xx] is invalid", "valid: de, en, es, fr, ja, ko, zh")),
+    ],
+)
 @pytest.mark.slow
 def test_cli_refuses_before_writing_anything(tmp_path: Path, override: str, needles: tuple[str, ...]):
     results = tmp_path / "results"
     epochs = ("trainer.target.max_steps=null",) if "epochs" in override else ()
-    out = xorder_cli("run", "experiment=demo", *FAST, *epochs, f"results_dir={results}",
-                     f"cache_dir={tmp_path / 'cache'}", override, timeout=300)
+    out = xorder_cli(
+        "run",
+        "experiment=demo",
+        *FAST,
+        *epochs,
+        f"results_dir={results}",
+        f"cache_dir={tmp_path / 'cache'}",
+        override,
+        timeout=300,
+    )
     _refused(out, *needles)
     assert not results.exists() and not (tmp_path / "cache").exists()
 
@@ -265,8 +310,9 @@ def test_cli_refuses_before_writing_anything(tmp_path: Path, override: str, need
 def test_cli_results_dir_under_a_file(tmp_path: Path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    out = xorder_cli("run", "experiment=demo", *FAST, f"results_dir={blocker / 'r'}", f"cache_dir={tmp_path / 'c'}",
-                     timeout=300)
+    out = xorder_cli(
+        "run", "experiment=demo", *FAST, f"results_dir={blocker / 'r'}", f"cache_dir={tmp_path / 'c'}", timeout=300
+    )
     _refused(out, f"results_dir={blocker / 'r'} cannot be created: {blocker} is not a directory")
 
 
@@ -276,8 +322,16 @@ def test_cli_slurm_launcher_refuses_a_shared_results_dir_before_submitting(tmp_p
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    out = xorder_cli("run", "-m", "hydra/launcher=local", "experiment=demo", *FAST, f"results_dir={shared}",
-                     f"cache_dir={tmp_path / 'c'}", timeout=300)
+    out = xorder_cli(
+        "run",
+        "-m",
+        "hydra/launcher=local",
+        "experiment=demo",
+        *FAST,
+        f"results_dir={shared}",
+        f"cache_dir={tmp_path / 'c'}",
+        timeout=300,
+    )
     _refused(out, "is writable by its group and all users (mode 0777)", f"chmod go-w {shared}")
     assert list(shared.iterdir()) == []  # no job was pickled
 
@@ -285,8 +339,16 @@ def test_cli_slurm_launcher_refuses_a_shared_results_dir_before_submitting(tmp_p
 @pytest.mark.slow
 def test_cli_sweep_checks_every_cell(tmp_path: Path):
     """Sweep values reach the cells only: each cell checks its own and is recorded failed, none trains."""
-    out = xorder_cli("run", "-m", "experiment=demo", *FAST, "seed=-1,-2", f"results_dir={tmp_path / 'r'}",
-                     f"cache_dir={tmp_path / 'c'}", timeout=300)
+    out = xorder_cli(
+        "run",
+        "-m",
+        "experiment=demo",
+        *FAST,
+        "seed=-1,-2",
+        f"results_dir={tmp_path / 'r'}",
+        f"cache_dir={tmp_path / 'c'}",
+        timeout=300,
+    )
     assert out.returncode == 2, out.stderr
     assert "seed=-1 is invalid: must be >= 0" in out.stderr and "seed=-2 is invalid: must be >= 0" in out.stderr
     assert "Traceback" not in out.stderr

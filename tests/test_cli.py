@@ -7,12 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import demo_overrides, xorder_cli
 
 
 def test_help_lists_commands_without_heavy_imports():
-    code = ("import sys; from xorder import cli; rc = cli.main(['--help']); "
-            "print(sorted(m for m in ('torch', 'hydra', 'transformers', 'datasets') if m in sys.modules)); sys.exit(rc)")
+    code = (
+        "import sys; from xorder import cli; rc = cli.main(['--help']); "
+        "print(sorted(m for m in ('torch', 'hydra', 'transformers', 'datasets') if m in sys.modules)); sys.exit(rc)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0
     for command in ("run", "prepare", "status", "report", "tasks"):
@@ -39,8 +43,10 @@ def test_unknown_option_names_valid_choices_without_traceback():
 
 @pytest.mark.slow
 def test_misspelt_key_and_wrong_type_fail_before_any_work(tmp_path: Path):
-    for override, needle in (("trainer.lrr=1", "Key 'lrr' not in 'TrainerConfig'"),
-                             ("trainer.lr=fast", "could not be converted to Float")):
+    for override, needle in (
+        ("trainer.lrr=1", "Key 'lrr' not in 'TrainerConfig'"),
+        ("trainer.lr=fast", "could not be converted to Float"),
+    ):
         out = xorder_cli("run", override, f"results_dir={tmp_path}")
         assert out.returncode == 2
         assert needle in out.stderr
@@ -61,8 +67,7 @@ def test_overrides_reach_the_composed_config():
 @pytest.mark.slow
 def test_multirun_runs_every_cell(cache_dir: Path, tmp_path: Path):
     steps = ["trainer.target.max_steps=8", "trainer.eval_every=8"]
-    out = xorder_cli("run", "-m", *demo_overrides(cache_dir, tmp_path, "order=none", "seed=1,2", *steps),
-                     cwd=tmp_path)
+    out = xorder_cli("run", "-m", *demo_overrides(cache_dir, tmp_path, "order=none", "seed=1,2", *steps), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     records = sorted(tmp_path.glob("**/metrics.json"))
     assert [r.parent.name for r in records] == ["seed1", "seed2"]

@@ -17,8 +17,13 @@ from conftest import compose, demo_overrides, xorder_cli
 from xorder import configs, records, summary
 from xorder.plan import config_hash
 
-FAST = ("trainer.intermediate.max_steps=6", "trainer.multilingual.max_steps=6", "trainer.target.max_steps=6",
-        "trainer.eval_every=6", "data.synthetic_examples=200")
+FAST = (
+    "trainer.intermediate.max_steps=6",
+    "trainer.multilingual.max_steps=6",
+    "trainer.target.max_steps=6",
+    "trainer.eval_every=6",
+    "data.synthetic_examples=200",
+)
 
 
 def fake_complete_record(*overrides: str) -> Path:
@@ -28,15 +33,21 @@ def fake_complete_record(*overrides: str) -> Path:
     record_dir.mkdir(parents=True)
     for name in (records.CONFIG, records.PREDICTIONS):
         (record_dir / name).write_text("")
-    (record_dir / records.METRICS).write_text(json.dumps(
-        {"schema": records.SCHEMA, "stages": [], "provenance": {"config_hash": config_hash(cfg)}}))
+    (record_dir / records.METRICS).write_text(
+        json.dumps({"schema": records.SCHEMA, "stages": [], "provenance": {"config_hash": config_hash(cfg)}})
+    )
     return record_dir
 
 
 def test_every_command_answers_help():
-    for command, needle in (("run", "== Configuration groups =="), ("status", "usage: xorder status"),
-                            ("prepare", "usage: xorder prepare"), ("tasks", "usage: xorder tasks"),
-                            ("report", "usage: xorder report"), ("cache", "usage: xorder cache")):
+    for command, needle in (
+        ("run", "== Configuration groups =="),
+        ("status", "usage: xorder status"),
+        ("prepare", "usage: xorder prepare"),
+        ("tasks", "usage: xorder tasks"),
+        ("report", "usage: xorder report"),
+        ("cache", "usage: xorder cache"),
+    ):
         out = xorder_cli(command, "--help")
         assert out.returncode == 0, (command, out.stderr)
         assert needle in out.stdout, command
@@ -75,8 +86,12 @@ def test_a_grid_of_finished_cells_ends_with_one_summary_line(tmp_path: Path):
     out = xorder_cli("run", "-m", *cell, "seed=1,2")
     assert out.returncode == 0, out.stderr
     lines = [line for line in out.stdout.splitlines() if line.startswith("grid: ")]
-    assert lines == [("grid: 2 cells: 0 trained, 0 reused, 2 skipped, 0 failed; next: xorder report --results "
-                      f"{tmp_path / 'results'}")]
+    assert lines == [
+        (
+            "grid: 2 cells: 0 trained, 0 reused, 2 skipped, 0 failed; next: xorder report --results "
+            f"{tmp_path / 'results'}"
+        )
+    ]
     assert "xorder: error" not in out.stderr
 
 
@@ -100,8 +115,14 @@ def test_the_grid_outcome_is_read_from_the_records(tmp_path: Path):
     start = time.time()
     old = start - 3600
 
-    def cell(name: str, *, metrics: list[bool] | None = None, error: bool = False, job: float = start + 1,
-             written: float = start + 2) -> None:
+    def cell(
+        name: str,
+        *,
+        metrics: list[bool] | None = None,
+        error: bool = False,
+        job: float = start + 1,
+        written: float = start + 2,
+    ) -> None:
         """A record directory whose job started at `job` (Hydra's overrides.yaml) and whose files were written at
         `written`."""
         folder = tmp_path / name
@@ -123,7 +144,12 @@ def test_the_grid_outcome_is_read_from_the_records(tmp_path: Path):
     cell("c/other_grid", metrics=[False], job=old, written=old)  # a job of an earlier grid
     done = summary.outcome(tmp_path, start)
     assert (done.trained, done.reused, done.skipped, done.failed, done.unfinished) == (
-        ["a/trained"], ["a/reused"], ["b/skipped"], ["b/failed"], ["c/unfinished"])
+        ["a/trained"],
+        ["a/reused"],
+        ["b/skipped"],
+        ["b/failed"],
+        ["c/unfinished"],
+    )
     assert done.line() == "5 cells: 1 trained, 1 reused, 1 skipped, 1 failed, 1 unfinished"
 
 
@@ -159,8 +185,13 @@ def test_the_demo_and_its_real_pawsx_variant_both_run(cache_dir: Path, tmp_path:
     results = tmp_path / "results"
     first = xorder_cli("run", *demo_overrides(cache_dir, results, "order=none", *FAST), cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
-    real = xorder_cli("run", *demo_overrides(cache_dir, results, "experiment=demo_pawsx_real", "order=none",
-                                             f"data_root={shared_data}", *FAST), cwd=tmp_path)
+    real = xorder_cli(
+        "run",
+        *demo_overrides(
+            cache_dir, results, "experiment=demo_pawsx_real", "order=none", f"data_root={shared_data}", *FAST
+        ),
+        cwd=tmp_path,
+    )
     assert real.returncode == 0, real.stderr[-2000:]
     variants = sorted(p.parent.parent.name for p in results.glob("**/metrics.json"))
     assert len(variants) == 2 and variants[0].startswith("synthetic-") and variants[1].startswith("xtreme-")

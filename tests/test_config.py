@@ -11,8 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose
-from xorder import configs
-from xorder import kinds
+from xorder import configs, kinds
 from xorder.config import XorderConfig
 from xorder.plan import plan
 
@@ -62,8 +61,11 @@ def test_launcher_presets_compose(launcher: str):
 
 def test_order_files_match_the_design_table():
     expected = {
-        "none": [], "english_only": ["english"], "multilingual_only": ["multilingual"],
-        "english_first": ["english", "multilingual"], "multilingual_first": ["multilingual", "english"],
+        "none": [],
+        "english_only": ["english"],
+        "multilingual_only": ["multilingual"],
+        "english_first": ["english", "multilingual"],
+        "multilingual_first": ["multilingual", "english"],
         "joint": ["joint"],
     }
     assert {o: list(compose(f"order={o}").order.stages) for o in _options("order")} == expected
@@ -73,20 +75,44 @@ def test_installed_wheel_finds_its_configs_from_any_directory(tmp_path: Path):
     """A regular (non-editable) install, run from an unrelated directory, composes and lists tasks."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = subprocess.run([str(venv / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # the new venv borrows this environment's dependencies, but xorder itself comes from the wheel
     deps = [p for p in sys.path if p.endswith("site-packages")]
     Path(site, "deps.pth").write_text("\n".join(deps) + "\n")
     target = tmp_path / "wheel-site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(target), str(ROOT)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     Path(site, "00-xorder.pth").write_text(str(target) + "\n")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    out = subprocess.run([str(venv / "bin" / "python"), "-m", "xorder", "tasks"], cwd=tmp_path, capture_output=True,
-                         text=True, env=env)
+    out = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "xorder", "tasks"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
     assert out.returncode == 0, out.stderr
     assert "pawsx" in out.stdout and "languages: de en es fr ja ko zh" in out.stdout
-    located = subprocess.run([str(venv / "bin" / "python"), "-c", "import xorder.conf; print(xorder.conf.__file__)"],
-                             cwd=tmp_path, capture_output=True, text=True, env=env).stdout
+    located = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import xorder.conf; print(xorder.conf.__file__)"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+    ).stdout
     assert located.startswith(str(target))  # the wheel's copy, not the source tree

@@ -17,14 +17,20 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
 
+from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
 from xorder import distributed, records
 from xorder.errors import XorderError
 from xorder.plan import plan
 
-FAST = ("trainer.intermediate.max_steps=10", "trainer.target.max_steps=10", "trainer.eval_every=10",
-        "data.synthetic_examples=200", "order=english_only", "trainer.log_every=2")
+FAST = (
+    "trainer.intermediate.max_steps=10",
+    "trainer.target.max_steps=10",
+    "trainer.eval_every=10",
+    "data.synthetic_examples=200",
+    "order=english_only",
+    "trainer.log_every=2",
+)
 BIN = Path(sys.executable).parent
 
 
@@ -42,16 +48,29 @@ def _trained(cache: Path, metrics: dict) -> list[dict]:
     for stage in metrics["stages"]:
         assert not stage["reused"]
         summary = json.loads((cache / "stages" / stage["hash"] / "summary.json").read_text())
-        out.append({"hash": stage["hash"], "processes": summary["processes"], "losses": summary["losses"],
-                    "history": summary["history"]})
+        out.append(
+            {
+                "hash": stage["hash"],
+                "processes": summary["processes"],
+                "losses": summary["losses"],
+                "history": summary["history"],
+            }
+        )
     return out
 
 
 def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     torchrun = shutil.which("torchrun", path=str(BIN)) or shutil.which("torchrun")
     assert torchrun
-    return subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, check=False)
+    return subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node", "2", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+        check=False,
+    )
 
 
 # ------------------------------------------------------------------------------------------ one cell, two tasks
@@ -61,8 +80,14 @@ def _torchrun(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_a_two_task_submitit_cell_trains_as_torchrun_does(cache_dir: Path, tmp_path: Path):
     """The README's local stand-in for a Slurm grid of multi-GPU cells: hydra.launcher.tasks_per_node=2."""
     grid_cache, grid_results = fresh_cache(cache_dir, tmp_path / "cache1"), tmp_path / "results1"
-    out = xorder_cli("run", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2",
-                     *demo_overrides(grid_cache, grid_results, *FAST), cwd=tmp_path)
+    out = xorder_cli(
+        "run",
+        "-m",
+        "hydra/launcher=local",
+        "hydra.launcher.tasks_per_node=2",
+        *demo_overrides(grid_cache, grid_results, *FAST),
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = _record(grid_results)
     assert metrics["provenance"]["device"].endswith(" x2")
@@ -136,16 +161,24 @@ def test_the_processes_of_a_cell_decide_and_stop_together(tmp_path: Path):
 
 def test_a_failure_on_another_process_exits_with_its_traceback(tmp_path: Path):
     """Hydra's submitit launcher reads only the first task's result: the others must not fail quietly."""
-    code = ("from xorder import distributed\nfrom xorder.errors import XorderError\nimport sys\n"
-            "try:\n    {}\nexcept Exception as err:\n    distributed.exit_failed(err)\n")
+    code = (
+        "from xorder import distributed\nfrom xorder.errors import XorderError\nimport sys\n"
+        "try:\n    {}\nexcept Exception as err:\n    distributed.exit_failed(err)\n"
+    )
     env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2"}
-    crash = subprocess.run([sys.executable, "-c", code.format("1 / 0")], capture_output=True, text=True, env=env,
-                           check=False)
+    crash = subprocess.run(
+        [sys.executable, "-c", code.format("1 / 0")], capture_output=True, text=True, env=env, check=False
+    )
     assert crash.returncode == 1
     assert "ZeroDivisionError" in crash.stderr and "Traceback" in crash.stderr
     assert "xorder: process 1 of 2 failed: division by zero" in crash.stderr
-    mistake = subprocess.run([sys.executable, "-c", code.format("raise XorderError('no such task')")],
-                             capture_output=True, text=True, env=env, check=False)
+    mistake = subprocess.run(
+        [sys.executable, "-c", code.format("raise XorderError('no such task')")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert mistake.returncode == 2
     assert "xorder: process 1 of 2 failed: no such task" in mistake.stderr
 
@@ -187,9 +220,15 @@ def test_a_failure_of_the_second_task_fails_the_grid_with_its_traceback(cache_di
     (tmp_path / "inject").mkdir()
     (tmp_path / "inject" / "sitecustomize.py").write_text(_FAIL_SECOND)
     results = tmp_path / "results"
-    out = xorder_cli("run", "-m", "hydra/launcher=local", "hydra.launcher.tasks_per_node=2",
-                     *demo_overrides(fresh_cache(cache_dir, tmp_path / "cache"), results, *FAST), cwd=tmp_path,
-                     env={"PYTHONPATH": str(tmp_path / "inject")})
+    out = xorder_cli(
+        "run",
+        "-m",
+        "hydra/launcher=local",
+        "hydra.launcher.tasks_per_node=2",
+        *demo_overrides(fresh_cache(cache_dir, tmp_path / "cache"), results, *FAST),
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path / "inject")},
+    )
     assert out.returncode != 0
     assert "(task: 1)" in out.stderr and "RuntimeError: injected failure of the second process" in out.stderr
     assert "xorder: process 1 of 2 failed: injected failure of the second process" in out.stderr
@@ -199,8 +238,7 @@ def test_a_failure_of_the_second_task_fails_the_grid_with_its_traceback(cache_di
 def _exported(env: dict[str, str]) -> dict[str, str]:
     code = "import json; from xorder import distributed; print(json.dumps(distributed.export_submitit_env()))"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SUBMITIT_", "TORCHELASTIC"))}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env},
-                         check=False)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout)
 
@@ -208,13 +246,28 @@ def _exported(env: dict[str, str]) -> dict[str, str]:
 @pytest.mark.slow
 def test_a_slurm_task_exports_its_place_in_the_job():
     """What srun gives the last of four tasks (two nodes, two each) of array task 3 of job 4242."""
-    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4245", "SLURM_ARRAY_JOB_ID": "4242",
-             "SLURM_ARRAY_TASK_ID": "3", "SLURM_NTASKS": "4", "SLURM_JOB_NUM_NODES": "2", "SLURM_NODEID": "1",
-             "SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_JOB_NODELIST": "gpu[07-08]",
-             "MASTER_PORT": "29500"}  # inherited from the submitting shell: every cell of the grid would share it
+    slurm = {
+        "SUBMITIT_EXECUTOR": "slurm",
+        "SLURM_JOB_ID": "4245",
+        "SLURM_ARRAY_JOB_ID": "4242",
+        "SLURM_ARRAY_TASK_ID": "3",
+        "SLURM_NTASKS": "4",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NODEID": "1",
+        "SLURM_PROCID": "3",
+        "SLURM_LOCALID": "1",
+        "SLURM_JOB_NODELIST": "gpu[07-08]",
+        "MASTER_PORT": "29500",
+    }  # inherited from the submitting shell: every cell of the grid would share it
     exported = _exported(slurm)
-    assert exported == {"MASTER_ADDR": "gpu07", "MASTER_PORT": str(random.Random("4242_3").randint(20000, 60000)),
-                        "RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}
+    assert exported == {
+        "MASTER_ADDR": "gpu07",
+        "MASTER_PORT": str(random.Random("4242_3").randint(20000, 60000)),
+        "RANK": "3",
+        "WORLD_SIZE": "4",
+        "LOCAL_RANK": "1",
+        "LOCAL_WORLD_SIZE": "2",
+    }
     assert _exported({**slurm, "SLURM_NTASKS": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}) == {}
     assert _exported({**slurm, "TORCHELASTIC_RUN_ID": "x"}) == {}  # torchrun inside the task sets its own
     assert _exported({}) == {}
@@ -241,11 +294,25 @@ def test_a_stop_signal_checkpoints_and_the_requeued_job_resumes(cache_dir: Path,
     """Slurm's signal before the time limit, sent to a submitit job: the stage stops at its next logging point
     with a checkpoint, submitit requeues the job, and the rerun resumes there and ends with the scores of a run
     that was never stopped."""
-    cell = ("trainer.intermediate.epochs=20", "trainer.intermediate.max_steps=40", "trainer.target.max_steps=10",
-            "trainer.eval_every=20", "data.synthetic_examples=200", "order=english_only", "trainer.log_every=4")
+    cell = (
+        "trainer.intermediate.epochs=20",
+        "trainer.intermediate.max_steps=40",
+        "trainer.target.max_steps=10",
+        "trainer.eval_every=20",
+        "data.synthetic_examples=200",
+        "order=english_only",
+        "trainer.log_every=4",
+    )
     cache, results = fresh_cache(cache_dir, tmp_path / "cache1"), tmp_path / "results1"
-    command = [sys.executable, "-m", "xorder", "run", "-m", "hydra/launcher=local",
-               *demo_overrides(cache, results, *cell)]
+    command = [
+        sys.executable,
+        "-m",
+        "xorder",
+        "run",
+        "-m",
+        "hydra/launcher=local",
+        *demo_overrides(cache, results, *cell),
+    ]
     job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
     while not any("step 4/40" in log.read_text() for log in results.glob("**/xorder.log")):
@@ -304,8 +371,12 @@ def test_processes_side_by_side_pin_gpus_of_their_own(tmp_path: Path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2", "TMPDIR": str(tmp_path)}
 
     def start(count: int, name: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, str(script), str(count), "0", str(tmp_path / name)],
-                                stdout=subprocess.PIPE, text=True, env=env)
+        return subprocess.Popen(
+            [sys.executable, str(script), str(count), "0", str(tmp_path / name)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     first = start(2, "end1")
     assert first.stdout.readline().strip() == "0,1|0,1"
@@ -328,8 +399,11 @@ def test_pinning_is_a_no_op_without_gpus_and_refuses_impossible_requests(monkeyp
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
     assert distributed.pin_gpus(None, None) == [] and distributed.pin_gpus(0, 4) == []  # not asked for
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
-    with pytest.raises(XorderError, match=r"3 cells at once \(hydra.launcher.n_jobs\) x gpus_per_job=2 need 6 GPUs, "
-                                          r"but 4 are visible \(0,1,2,3\)"):
+    with pytest.raises(
+        XorderError,
+        match=r"3 cells at once \(hydra.launcher.n_jobs\) x gpus_per_job=2 need 6 GPUs, "
+        r"but 4 are visible \(0,1,2,3\)",
+    ):
         distributed.pin_gpus(2, 3)
     with pytest.raises(XorderError, match=r"gpus_per_job=5 needs 5 GPUs, but 4 are visible \(0,1,2,3\): lower"):
         distributed.pin_gpus(5, None)
@@ -357,13 +431,28 @@ def test_parallel_cells_each_see_their_own_gpus(cache_dir: Path, tmp_path: Path)
     """The README's parallel single-GPU cells, with two GPUs per cell and four (pretended) GPUs: each worker sees
     its own through CUDA_VISIBLE_DEVICES (the CPU build of torch ignores them, so the cells still train)."""
     results = tmp_path / "results"
-    out = xorder_cli("run", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2", "gpus_per_job=2",
-                     *demo_overrides(cache_dir, results, "trainer.target.max_steps=5", "trainer.eval_every=5",
-                                     "data.synthetic_examples=200", "order=none"), "target=pawsx,sts",
-                     cwd=tmp_path, env={"CUDA_VISIBLE_DEVICES": "0,1,2,3", "TMPDIR": str(tmp_path)})
+    out = xorder_cli(
+        "run",
+        "-m",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        "gpus_per_job=2",
+        *demo_overrides(
+            cache_dir,
+            results,
+            "trainer.target.max_steps=5",
+            "trainer.eval_every=5",
+            "data.synthetic_examples=200",
+            "order=none",
+        ),
+        "target=pawsx,sts",
+        cwd=tmp_path,
+        env={"CUDA_VISIBLE_DEVICES": "0,1,2,3", "TMPDIR": str(tmp_path)},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
-    seen = sorted(json.loads(path.read_text())["provenance"]["visible_devices"]
-                  for path in results.glob(f"**/{records.METRICS}"))
+    seen = sorted(
+        json.loads(path.read_text())["provenance"]["visible_devices"] for path in results.glob(f"**/{records.METRICS}")
+    )
     assert seen == ["0,1", "2,3"]
 
 
@@ -371,8 +460,9 @@ def test_parallel_cells_each_see_their_own_gpus(cache_dir: Path, tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_a_precision_chosen_through_accelerate_is_told_from_its_default(monkeypatch: pytest.MonkeyPatch,
-                                                                        tmp_path: Path):
+def test_a_precision_chosen_through_accelerate_is_told_from_its_default(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
     def under(args: list[str] | None, value: str | None) -> tuple[str | None, str]:
         monkeypatch.setattr(distributed, "_accelerate_launch_args", lambda: args)
         if value is None:
@@ -445,16 +535,27 @@ def test_accelerate_launch_sets_the_precision_of_an_auto_cell(tmp_path: Path):
         assert accelerate
         env = {**os.environ, "HF_HOME": str(home)}
         env.pop(distributed.PRECISION_ENV, None)
-        out = subprocess.run([accelerate, "launch", "--num_processes", "1", *options, str(script), str(tmp_path)],
-                             capture_output=True, text=True, env=env, timeout=300, check=False)
+        out = subprocess.run(
+            [accelerate, "launch", "--num_processes", "1", *options, str(script), str(tmp_path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=False,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
         return next(json.loads(line[7:]) for line in out.stdout.splitlines() if line.startswith("RESULT "))
 
     assert launch("--mixed_precision", "bf16", home=tmp_path / "none") == [
-        "bf16", "bf16", "accelerate launch --mixed_precision", "bf16"]
+        "bf16",
+        "bf16",
+        "accelerate launch --mixed_precision",
+        "bf16",
+    ]
     assert launch(home=tmp_path / "none") == ["no", "no", "trainer.precision=auto on this machine", "auto"]
     configured = tmp_path / "configured"
     (configured / "accelerate").mkdir(parents=True)
     (configured / "accelerate" / "default_config.yaml").write_text(
-        "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: bf16\nnum_processes: 1\n")
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: bf16\nnum_processes: 1\n"
+    )
     assert launch(home=configured) == ["bf16", "bf16", "accelerate config", "bf16"]

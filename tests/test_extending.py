@@ -18,8 +18,8 @@ SECTION = "### Extending xorder"
 def readme_files() -> dict[str, str]:
     """The yaml blocks of the README's section that start with a `# myconf/<group>/<name>.yaml` line."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index(SECTION):]
-    section = section[:section.index("\n### ", 1)]
+    section = text[text.index(SECTION) :]
+    section = section[: section.index("\n### ", 1)]
     blocks = re.findall(r"```yaml\n# (myconf/\S+\.yaml)\n(.*?)```", section, re.DOTALL)
     return {path: body for path, body in blocks}
 
@@ -27,14 +27,19 @@ def readme_files() -> dict[str, str]:
 def write_reviews(path: Path, split: str, lang: str, rows: int) -> None:
     """Files in the README's column names, with the synthetic sentiment data the tiny model can learn."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps({"review": e["text_a"], "polarity": "pos" if e["label"] else "neg"}, ensure_ascii=False)
-             for e in synthetic.examples("sst2", "classification", split, lang, rows)]
+    lines = [
+        json.dumps({"review": e["text_a"], "polarity": "pos" if e["label"] else "neg"}, ensure_ascii=False)
+        for e in synthetic.examples("sst2", "classification", split, lang, rows)
+    ]
     path.write_text("\n".join(lines) + "\n")
 
 
 def test_the_readme_shows_a_task_a_target_and_an_order():
-    assert set(readme_files()) == {"myconf/task/reviews.yaml", "myconf/target/reviews_x.yaml",
-                                   "myconf/order/joint_then_english.yaml"}
+    assert set(readme_files()) == {
+        "myconf/task/reviews.yaml",
+        "myconf/target/reviews_x.yaml",
+        "myconf/order/joint_then_english.yaml",
+    }
 
 
 @pytest.mark.slow
@@ -53,10 +58,22 @@ def test_own_task_target_and_order_run_prepare_status_and_report(cache_dir: Path
         for split in ("dev", "test"):
             write_reviews(data / "reviews_x" / f"{split}-{lang}.jsonl", split, lang, 60)
     results = tmp_path / "results"
-    cell = ["task=reviews", "target=reviews_x", "order=joint_then_english", "model=tiny", "trainer=smoke",
-            f"data_root={data}", f"cache_dir={cache_dir}", f"results_dir={results}", "trainer.lr=1e-3",
-            "trainer.batch_size=32", "trainer.max_length=64", "trainer.intermediate.max_steps=6",
-            "trainer.target.max_steps=6", "trainer.eval_every=6"]
+    cell = [
+        "task=reviews",
+        "target=reviews_x",
+        "order=joint_then_english",
+        "model=tiny",
+        "trainer=smoke",
+        f"data_root={data}",
+        f"cache_dir={cache_dir}",
+        f"results_dir={results}",
+        "trainer.lr=1e-3",
+        "trainer.batch_size=32",
+        "trainer.max_length=64",
+        "trainer.intermediate.max_steps=6",
+        "trainer.target.max_steps=6",
+        "trainer.eval_every=6",
+    ]
     folder = ["--config-dir", str(tmp_path / "myconf")]
     searchpath = f"hydra.searchpath=[file://{tmp_path / 'myconf'}]"
 
@@ -76,8 +93,10 @@ def test_own_task_target_and_order_run_prepare_status_and_report(cache_dir: Path
     run = xorder_cli("run", *folder, *cell, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     [record] = list(results.glob("**/metrics.json"))
-    assert re.fullmatch(r"reviews_x/joint_then_english/reviews/translate_train/tiny/local-[0-9a-f]{8}/seed1",
-                        record.parent.relative_to(results).as_posix())
+    assert re.fullmatch(
+        r"reviews_x/joint_then_english/reviews/translate_train/tiny/local-[0-9a-f]{8}/seed1",
+        record.parent.relative_to(results).as_posix(),
+    )
     metrics = json.loads(record.read_text())
     assert [s["name"] for s in metrics["stages"]] == ["joint", "english", "target"]
     assert set(metrics["scores"]["en_dev"]["test"]) == {"de", "en", "fr"}

@@ -18,8 +18,14 @@ from xorder.model import load_tokenizer
 from xorder.plan import config_hash
 from xorder.stage_cache import StageDir
 
-FAST = ("trainer.intermediate.max_steps=8", "trainer.target.max_steps=8", "trainer.eval_every=4",
-        "trainer.log_every=4", "trainer.save_every=4", "data.synthetic_examples=200")
+FAST = (
+    "trainer.intermediate.max_steps=8",
+    "trainer.target.max_steps=8",
+    "trainer.eval_every=4",
+    "trainer.log_every=4",
+    "trainer.save_every=4",
+    "data.synthetic_examples=200",
+)
 
 
 def complete(record: Path, *overrides: str) -> bool:
@@ -28,8 +34,9 @@ def complete(record: Path, *overrides: str) -> bool:
 
 
 @pytest.mark.slow
-def test_a_kill_inside_a_forced_rewrite_leaves_no_record_that_looks_done(cache_dir: Path, tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch):
+def test_a_kill_inside_a_forced_rewrite_leaves_no_record_that_looks_done(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     args = ("order=none", *FAST)
     first, record = run_demo_cell(cache, tmp_path / "results", *args)
@@ -61,10 +68,13 @@ def test_zeroed_bytes_in_cached_weights_stop_the_cell_naming_the_folder(cache_di
     english = StageDir(cache / "stages" / metrics["stages"][0]["hash"])
     weights = english.model / "model.safetensors"
     data = bytearray(weights.read_bytes())
-    data[len(data) // 2: len(data) // 2 + 1024] = bytes(1024)
+    data[len(data) // 2 : len(data) // 2 + 1024] = bytes(1024)
     weights.write_bytes(bytes(data))
-    with pytest.raises(XorderError, match=rf"cached stage {english.root} is damaged \(model/model.safetensors is "
-                                          r"missing or changed .*\): delete that folder"):
+    with pytest.raises(
+        XorderError,
+        match=rf"cached stage {english.root} is damaged \(model/model.safetensors is "
+        r"missing or changed .*\): delete that folder",
+    ):
         run_demo_cell(cache, tmp_path / "results", "order=english_only", "target=sts", *FAST)
 
 
@@ -84,23 +94,46 @@ def test_a_damaged_rng_state_stops_the_resume(cache_dir: Path, tmp_path: Path, m
     target = next(StageDir(p) for p in (cache / "stages").iterdir() if p.is_dir())
     rng = target.checkpoint / "random_states_0.pkl"
     rng.write_bytes(rng.read_bytes()[:-8])
-    with pytest.raises(XorderError, match=r"resumable checkpoint .* is damaged \(random_states_0.pkl is missing or "
-                                          r"changed\): delete that folder"):
+    with pytest.raises(
+        XorderError,
+        match=r"resumable checkpoint .* is damaged \(random_states_0.pkl is missing or "
+        r"changed\): delete that folder",
+    ):
         run_demo_cell(cache, tmp_path / "results", "order=none", *FAST)
 
 
 def test_a_truncated_tokenized_cache_is_tokenized_again(cache_dir: Path, tmp_path: Path):
     tokenizer = load_tokenizer(str(tiny.ensure(cache_dir)))
     task = pawsx_task()
-    rows = datasets.Dataset.from_list([{"text_a": f"sentence {i}", "text_b": f"other {i}", "label": i % 2,
-                                        "id": str(i), "language": "en"} for i in range(300)])
+    rows = datasets.Dataset.from_list(
+        [
+            {"text_a": f"sentence {i}", "text_b": f"other {i}", "label": i % 2, "id": str(i), "language": "en"}
+            for i in range(300)
+        ]
+    )
     fp = fingerprint("truncated", task, tokenizer, 32, True, ["different", "paraphrase"])
-    first = encode(rows, task, tokenizer, 32, train=True, label_names=["different", "paraphrase"], fingerprint=fp,
-                   cache_dir=tmp_path).to_list()
+    first = encode(
+        rows,
+        task,
+        tokenizer,
+        32,
+        train=True,
+        label_names=["different", "paraphrase"],
+        fingerprint=fp,
+        cache_dir=tmp_path,
+    ).to_list()
     arrow = tmp_path / "tokenized" / f"{fp}.arrow"
     arrow.write_bytes(arrow.read_bytes()[: arrow.stat().st_size // 2])
-    again = encode(rows, task, tokenizer, 32, train=True, label_names=["different", "paraphrase"], fingerprint=fp,
-                   cache_dir=tmp_path)
+    again = encode(
+        rows,
+        task,
+        tokenizer,
+        32,
+        train=True,
+        label_names=["different", "paraphrase"],
+        fingerprint=fp,
+        cache_dir=tmp_path,
+    )
     assert again.to_list() == first
 
 
@@ -110,16 +143,23 @@ def test_the_tokenized_cache_key_does_not_depend_on_where_the_tokenizer_lives(ca
     copy = tmp_path / "moved"
     shutil.copytree(tiny.ensure(cache_dir), copy)
     task = pawsx_task()
-    keys = {fingerprint("data", task, load_tokenizer(str(path)), 32, True, ["a", "b"])
-            for path in (tiny.ensure(cache_dir), copy)}
+    keys = {
+        fingerprint("data", task, load_tokenizer(str(path)), 32, True, ["a", "b"])
+        for path in (tiny.ensure(cache_dir), copy)
+    }
     assert len(keys) == 1
 
 
 def test_an_unclosed_quote_is_named_by_the_line_it_opens_on(tmp_path: Path, cache_dir: Path):
     path = tmp_path / "train.csv"
     path.write_text('a,b,1\nc,d,0\n"e,f,1\ng,h,0\ni,j,1\n')
-    source = SourceConfig(format="csv", path=str(path), fields=["text_a", "text_b", "label"], languages=None,
-                          splits={"train": SplitConfig(split="train")})
+    source = SourceConfig(
+        format="csv",
+        path=str(path),
+        fields=["text_a", "text_b", "label"],
+        languages=None,
+        splits={"train": SplitConfig(split="train")},
+    )
     with pytest.raises(XorderError, match=r"train\.csv: line 3: a quoted field opens on this line and never closes"):
         read(pawsx_task(), "train", "en", cache_dir, source)
 

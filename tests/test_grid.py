@@ -19,8 +19,12 @@ from xorder.status import cell_status
 
 pytestmark = pytest.mark.slow  # whole cells end to end: `pytest -m 'not slow'` leaves them out
 
-FAST = ("trainer.intermediate.max_steps=10", "trainer.target.max_steps=10", "trainer.eval_every=10",
-        "data.synthetic_examples=200")
+FAST = (
+    "trainer.intermediate.max_steps=10",
+    "trainer.target.max_steps=10",
+    "trainer.eval_every=10",
+    "data.synthetic_examples=200",
+)
 
 
 def metrics_files(root: Path) -> dict[str, float]:
@@ -29,8 +33,9 @@ def metrics_files(root: Path) -> dict[str, float]:
 
 def trained(root: Path) -> list[str]:
     """Hashes of the stages the records say were trained (not reused)."""
-    return [s["hash"] for p in root.glob("**/metrics.json") for s in json.loads(p.read_text())["stages"]
-            if not s["reused"]]
+    return [
+        s["hash"] for p in root.glob("**/metrics.json") for s in json.loads(p.read_text())["stages"] if not s["reused"]
+    ]
 
 
 def test_rerun_skips_finished_cells_and_continues_a_partial_grid(cache_dir: Path, tmp_path: Path):
@@ -50,10 +55,16 @@ def test_rerun_skips_finished_cells_and_continues_a_partial_grid(cache_dir: Path
     assert "grid: 4 cells: 2 trained, 0 reused, 2 skipped, 0 failed; next: xorder report" in grid.stdout
 
     # the whole grid again: every cell skipped, and the skip path never imports torch
-    code = ("import sys; from xorder import cli; rc = cli.main(sys.argv[1:]); "
-            "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
-    again = subprocess.run([sys.executable, "-c", code, "run", "-m", *args, "target=pawsx,sts", "seed=1,2"],
-                           cwd=tmp_path, capture_output=True, text=True)
+    code = (
+        "import sys; from xorder import cli; rc = cli.main(sys.argv[1:]); "
+        "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)"
+    )
+    again = subprocess.run(
+        [sys.executable, "-c", code, "run", "-m", *args, "target=pawsx,sts", "seed=1,2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
     assert (again.stdout + again.stderr).count("skip: complete record") == 4
     assert "grid: 4 cells: 0 trained, 0 reused, 4 skipped, 0 failed" in again.stdout
@@ -65,8 +76,15 @@ def test_concurrent_cells_train_a_shared_stage_once(cache_dir: Path, tmp_path: P
     """Two worker processes start two cells that need the same English stage: one trains it, one waits."""
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     results = tmp_path / "results"
-    out = xorder_cli("run", "-m", "hydra/launcher=parallel", "hydra.launcher.n_jobs=2",
-                     *demo_overrides(cache, results, *FAST, "order=english_only"), "target=pawsx,sts", cwd=tmp_path)
+    out = xorder_cli(
+        "run",
+        "-m",
+        "hydra/launcher=parallel",
+        "hydra.launcher.n_jobs=2",
+        *demo_overrides(cache, results, *FAST, "order=english_only"),
+        "target=pawsx,sts",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     stages = [json.loads(p.read_text())["stages"] for p in results.glob("**/metrics.json")]
     assert len(stages) == 2
@@ -78,8 +96,9 @@ def test_concurrent_cells_train_a_shared_stage_once(cache_dir: Path, tmp_path: P
 
 def test_status_reports_done_missing_failed_and_running(cache_dir: Path, tmp_path: Path):
     results = tmp_path / "results"
-    args = demo_overrides(cache_dir, results, *FAST, "task=qqp", "task.qqp.translation_source=local",
-                          f"data_root={tmp_path / 'nowhere'}")
+    args = demo_overrides(
+        cache_dir, results, *FAST, "task=qqp", "task.qqp.translation_source=local", f"data_root={tmp_path / 'nowhere'}"
+    )
     # english_first needs QQP translations from local files that are not there; english_only does not:
     # the grid goes on past the failing cell, then exits 2 naming it
     out = xorder_cli("run", "-m", *args, "order=english_only,english_first", "seed=1", cwd=tmp_path)
@@ -112,8 +131,8 @@ def test_status_reports_done_missing_failed_and_running(cache_dir: Path, tmp_pat
 
 
 def test_status_sees_a_stage_that_can_resume(cache_dir: Path, tmp_path: Path):
-    from xorder.stage_cache import StageDir
     from xorder.checkpoint import LOOP_STATE
+    from xorder.stage_cache import StageDir
 
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     args = demo_overrides(cache, tmp_path / "results", *FAST, "order=english_only")
@@ -129,9 +148,23 @@ def test_one_cell_on_two_processes_writes_one_record(cache_dir: Path, tmp_path: 
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or shutil.which("torchrun")
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     results = tmp_path / "results"
-    out = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "xorder", "run",
-                          *demo_overrides(cache, results, *FAST, "order=english_only")], cwd=tmp_path, capture_output=True, text=True,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    out = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "xorder",
+            "run",
+            *demo_overrides(cache, results, *FAST, "order=english_only"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     written = list(results.glob("**/metrics.json"))
     assert len(written) == 1 and len(re.findall(r"^record: ", out.stdout, re.MULTILINE)) == 1
@@ -150,6 +183,7 @@ def test_cells_that_differ_only_in_an_unused_axis_share_one_record(cache_dir: Pa
     for _ in range(2):
         out = xorder_cli("run", "-m", *args, cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-2000:]
-    assert [re.sub(r"/synthetic-[0-9a-f]{8}/", "/", p) for p in metrics_files(results)] == \
-        ["pawsx/none/none/-/tiny/seed1"]
+    assert [re.sub(r"/synthetic-[0-9a-f]{8}/", "/", p) for p in metrics_files(results)] == [
+        "pawsx/none/none/-/tiny/seed1"
+    ]
     assert not list(results.glob("**/" + records.ERROR))

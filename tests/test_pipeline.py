@@ -19,8 +19,13 @@ from xorder import records
 
 pytestmark = pytest.mark.slow  # whole cells end to end: `pytest -m 'not slow'` leaves them out
 
-FAST = ("trainer.intermediate.max_steps=20", "trainer.multilingual.max_steps=20", "trainer.target.max_steps=20",
-        "trainer.eval_every=10", "data.synthetic_examples=400")
+FAST = (
+    "trainer.intermediate.max_steps=20",
+    "trainer.multilingual.max_steps=20",
+    "trainer.target.max_steps=20",
+    "trainer.eval_every=10",
+    "data.synthetic_examples=400",
+)
 PAWSX = ["de", "en", "es", "fr", "ja", "ko", "zh"]
 
 
@@ -40,14 +45,21 @@ def test_every_order_runs_and_cells_share_stage_prefixes(cache_dir: Path, tmp_pa
     none = run("none")
     assert reused(none) == {"target": False}
     assert none["tasks"] == [] and none["multilingual"] == "-"
-    cells = sorted(str(p.parent.relative_to(tmp_path / "results")).replace(f"/{p.parent.parent.name}/", "/")
-                   for p in (tmp_path / "results").glob("**/metrics.json"))  # without the variant folder
+    cells = sorted(
+        str(p.parent.relative_to(tmp_path / "results")).replace(f"/{p.parent.parent.name}/", "/")
+        for p in (tmp_path / "results").glob("**/metrics.json")
+    )  # without the variant folder
     assert {p.parent.parent.name.split("-")[0] for p in (tmp_path / "results").glob("**/metrics.json")} == {"synthetic"}
-    assert cells == sorted([
-        "pawsx/english_only/mnli/-/tiny/seed1", "pawsx/english_first/mnli/translate_train/tiny/seed1",
-        "pawsx/multilingual_only/mnli/translate_train/tiny/seed1",
-        "pawsx/multilingual_first/mnli/translate_train/tiny/seed1", "pawsx/joint/mnli/translate_train/tiny/seed1",
-        "pawsx/none/none/-/tiny/seed1"])
+    assert cells == sorted(
+        [
+            "pawsx/english_only/mnli/-/tiny/seed1",
+            "pawsx/english_first/mnli/translate_train/tiny/seed1",
+            "pawsx/multilingual_only/mnli/translate_train/tiny/seed1",
+            "pawsx/multilingual_first/mnli/translate_train/tiny/seed1",
+            "pawsx/joint/mnli/translate_train/tiny/seed1",
+            "pawsx/none/none/-/tiny/seed1",
+        ]
+    )
 
 
 def test_a_second_target_trains_only_its_target_stage(cache_dir: Path, tmp_path: Path):
@@ -66,8 +78,9 @@ def test_a_second_target_trains_only_its_target_stage(cache_dir: Path, tmp_path:
 
 
 def test_joint_multi_task_stage_trains_one_head_per_task(cache_dir: Path, tmp_path: Path):
-    metrics, _ = run_demo_cell(cache_dir, tmp_path, "task=[mnli,qqp,hellaswag]", "order=joint",
-                               "multilingual.languages=[de,fr]", *FAST)
+    metrics, _ = run_demo_cell(
+        cache_dir, tmp_path, "task=[mnli,qqp,hellaswag]", "order=joint", "multilingual.languages=[de,fr]", *FAST
+    )
     joint = metrics["stages"][0]
     assert joint["name"] == "joint" and joint["tasks"] == ["hellaswag", "mnli", "qqp"]
     assert joint["languages"] == ["de", "en", "fr"]
@@ -89,7 +102,9 @@ def test_record_is_complete_and_matches_the_documented_schema(cache_dir: Path, t
     assert list(predictions.columns) == ["selection", "step", "split", "language", "id", "gold", "prediction"]
     counts = predictions.groupby(["selection", "split", "language"]).size()
     assert len(counts) == len(records.SELECTIONS) * 2 * 7 and counts.nunique() == 1  # every example once per selection
-    en_test = predictions[(predictions.selection == "en_dev") & (predictions.split == "test") & (predictions.language == "en")]
+    en_test = predictions[
+        (predictions.selection == "en_dev") & (predictions.split == "test") & (predictions.language == "en")
+    ]
     accuracy = 100 * (en_test.gold == en_test.prediction).mean()
     assert accuracy == pytest.approx(metrics["scores"]["en_dev"]["test"]["en"]["accuracy"])
     config = OmegaConf.load(record / records.CONFIG)
@@ -130,11 +145,18 @@ def test_rerun_skips_a_complete_record_and_refuses_a_different_config(cache_dir:
 
 def kill_after_checkpoint(args: list[str], cwd: Path, cache: Path, step: int) -> int:
     """Start `xorder run ARGS`, SIGKILL it once a stage has a checkpoint at `step` or later; that step."""
-    process = subprocess.Popen([sys.executable, "-m", "xorder", "run", *args], cwd=cwd, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xorder", "run", *args],
+        cwd=cwd,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None:
-        found = [p for p in cache.glob("stages/*/state/checkpoint/loop.json") if json.loads(p.read_text())["step"] >= step]
+        found = [
+            p for p in cache.glob("stages/*/state/checkpoint/loop.json") if json.loads(p.read_text())["step"] >= step
+        ]
         if found:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -147,9 +169,17 @@ def test_killed_cell_resumes_without_retraining_finished_stages(cache_dir: Path,
     """SIGKILL during the target stage, after its first checkpoint; the rerun reuses the English stage,
     resumes the target where it was saved, and ends with the scores of an uninterrupted run."""
     cache = fresh_cache(cache_dir, tmp_path / "cache")
-    args = demo_overrides(cache, tmp_path / "results", "order=english_only", "trainer.intermediate.max_steps=20",
-                          "trainer.target.max_steps=120", "trainer.target.epochs=10", "trainer.save_every=20",
-                          "trainer.eval_every=40", "data.synthetic_examples=400")
+    args = demo_overrides(
+        cache,
+        tmp_path / "results",
+        "order=english_only",
+        "trainer.intermediate.max_steps=20",
+        "trainer.target.max_steps=120",
+        "trainer.target.epochs=10",
+        "trainer.save_every=20",
+        "trainer.eval_every=40",
+        "data.synthetic_examples=400",
+    )
     saved_step = kill_after_checkpoint(args, tmp_path, cache, 40)
     assert not list((tmp_path / "results").glob("**/metrics.json"))  # nothing half-written
 
@@ -168,10 +198,19 @@ def test_killed_cell_resumes_without_retraining_finished_stages(cache_dir: Path,
 def test_killed_mlm_stage_resumes_exactly(cache_dir: Path, tmp_path: Path):
     """The same for a masked-LM stage, whose masks are random: a resumed stage sees the very same masks."""
     cache = fresh_cache(cache_dir, tmp_path / "cache")
-    args = demo_overrides(cache, tmp_path / "results", "order=multilingual_only", "multilingual=mlm",
-                          "multilingual.languages=[de,fr]", "trainer.multilingual.max_steps=80",
-                          "trainer.multilingual.epochs=10", "trainer.target.max_steps=10", "trainer.save_every=20",
-                          "trainer.eval_every=20", "data.synthetic_examples=400")
+    args = demo_overrides(
+        cache,
+        tmp_path / "results",
+        "order=multilingual_only",
+        "multilingual=mlm",
+        "multilingual.languages=[de,fr]",
+        "trainer.multilingual.max_steps=80",
+        "trainer.multilingual.epochs=10",
+        "trainer.target.max_steps=10",
+        "trainer.save_every=20",
+        "trainer.eval_every=20",
+        "data.synthetic_examples=400",
+    )
     kill_after_checkpoint(args, tmp_path, cache, 40)
     assert xorder_cli("run", *args, cwd=tmp_path).returncode == 0
     resumed = json.loads(next((tmp_path / "results").glob("**/metrics.json")).read_text())
@@ -186,10 +225,18 @@ def test_killed_mlm_stage_resumes_exactly(cache_dir: Path, tmp_path: Path):
 def test_early_stopping_keeps_the_best_evaluation(cache_dir: Path, tmp_path: Path):
     """With a learning rate too small to change the score, the stage stops after `patience` evaluations
     without improvement and keeps the weights of its best evaluation."""
-    metrics, _ = run_demo_cell(cache_dir, tmp_path, "order=english_only", "trainer.intermediate.lr=1e-12",
-                               "trainer.intermediate.max_steps=100", "trainer.intermediate.epochs=50",
-                               "trainer.eval_every=10", "trainer.patience=2", "trainer.target.max_steps=10",
-                               "data.synthetic_examples=400")
+    metrics, _ = run_demo_cell(
+        cache_dir,
+        tmp_path,
+        "order=english_only",
+        "trainer.intermediate.lr=1e-12",
+        "trainer.intermediate.max_steps=100",
+        "trainer.intermediate.epochs=50",
+        "trainer.eval_every=10",
+        "trainer.patience=2",
+        "trainer.target.max_steps=10",
+        "data.synthetic_examples=400",
+    )
     english = metrics["stages"][0]
     assert english["steps"] == 30  # best at 10, no better at 20 and 30: stop
     summary = json.loads((cache_dir / "stages" / english["hash"] / "summary.json").read_text())

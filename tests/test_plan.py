@@ -17,14 +17,17 @@ def hashes(*overrides: str) -> list[str]:
     return [s.hash for s in stages(*overrides)]
 
 
-@pytest.mark.parametrize("order,names", [
-    ("none", ["target"]),
-    ("english_only", ["english", "target"]),
-    ("multilingual_only", ["multilingual", "target"]),
-    ("english_first", ["english", "multilingual", "target"]),
-    ("multilingual_first", ["multilingual", "english", "target"]),
-    ("joint", ["joint", "target"]),
-])
+@pytest.mark.parametrize(
+    "order,names",
+    [
+        ("none", ["target"]),
+        ("english_only", ["english", "target"]),
+        ("multilingual_only", ["multilingual", "target"]),
+        ("english_first", ["english", "multilingual", "target"]),
+        ("multilingual_first", ["multilingual", "english", "target"]),
+        ("joint", ["joint", "target"]),
+    ],
+)
 def test_each_order_has_the_stages_of_the_design_table(order: str, names: list[str]):
     assert [s.name for s in stages(f"order={order}")] == names
 
@@ -55,7 +58,12 @@ def test_a_stage_one_hyperparameter_changes_every_later_hash():
 
 def test_seed_data_and_model_enter_every_hash():
     base = hashes("order=english_first")
-    for override in ("seed=2", "model=tiny", "data.synthetic_examples=100", "multilingual.max_examples_per_language=10"):
+    for override in (
+        "seed=2",
+        "model=tiny",
+        "data.synthetic_examples=100",
+        "multilingual.max_examples_per_language=10",
+    ):
         changed = hashes("order=english_first", override)
         assert changed[-1] != base[-1], override
     assert hashes("order=english_first", "seed=2")[0] != base[0]
@@ -97,7 +105,9 @@ def test_record_axes_drop_what_the_order_does_not_use():
     from xorder.records import cell_path
 
     assert cell_path(compose("order=none", "task=squad")) == "pawsx/none/none/-/xlmr_large/hub/seed1"
-    assert cell_path(compose("order=english_only", "multilingual=mlm")) == "pawsx/english_only/mnli/-/xlmr_large/hub/seed1"
+    assert (
+        cell_path(compose("order=english_only", "multilingual=mlm")) == "pawsx/english_only/mnli/-/xlmr_large/hub/seed1"
+    )
     mlm_only = cell_path(compose("order=multilingual_only", "multilingual=mlm", "task=qqp"))
     assert mlm_only == "pawsx/multilingual_only/none/mlm/xlmr_large/hub/seed1"  # MLM text does not depend on the task
     assert config_hash(compose("order=none", "task=squad")) == config_hash(compose("order=none", "task=mnli"))
@@ -121,8 +131,11 @@ def test_translate_train_early_stopping_pairs_are_held_out_of_the_english_stage(
         dev = cfg.task.mnli.translations.hub.splits.dev.split
         assert overlapping(parse_split(english), parse_split(dev)) is None
         plan(cfg)
-    with pytest.raises(XorderError, match=r"task mnli: its translations early-stop on 'train\[-2000:\]', rows the "
-                                          r"English source trains on \('train'\)"):
+    with pytest.raises(
+        XorderError,
+        match=r"task mnli: its translations early-stop on 'train\[-2000:\]', rows the "
+        r"English source trains on \('train'\)",
+    ):
         plan(compose("order=english_first", "task=mnli", "task.mnli.sources.hub.splits.train.split=train"))
 
 
@@ -138,6 +151,9 @@ def test_targets_bring_their_own_epochs_length_and_evaluation_cadence():
     expected = {"pawsx": (5.0, 128, 10), "xnli": (2.0, 256, 10), "sts": (10.0, 128, 10)}
     for target, (epochs, max_length, evaluations) in expected.items():
         stage = stages("order=none", f"target={target}")[-1]
-        assert (stage.hparams.epochs, stage.components[0].task.max_length, stage.hparams.evaluations) == \
-            (epochs, max_length, evaluations)
+        assert (stage.hparams.epochs, stage.components[0].task.max_length, stage.hparams.evaluations) == (
+            epochs,
+            max_length,
+            evaluations,
+        )
     assert stages("order=none", "target=sts", "trainer.target.epochs=4")[-1].hparams.epochs == 4.0

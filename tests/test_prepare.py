@@ -10,13 +10,17 @@ import pytest
 from conftest import compose, demo_overrides, xorder_cli
 from test_sources import bad_pawsx_tree, write_hub_dir
 from xorder import prepare
-from xorder.data import fetch
 from xorder.configs import expand
+from xorder.data import fetch
 from xorder.errors import XorderError
 from xorder.plan import plan, to_typed
 
-FAST = ("trainer.intermediate.max_steps=6", "trainer.multilingual.max_steps=6", "trainer.target.max_steps=6",
-        "trainer.eval_every=6")
+FAST = (
+    "trainer.intermediate.max_steps=6",
+    "trainer.multilingual.max_steps=6",
+    "trainer.target.max_steps=6",
+    "trainer.eval_every=6",
+)
 
 
 def write_corpus(root: Path, languages: list[str], rows: int) -> Path:
@@ -26,20 +30,35 @@ def write_corpus(root: Path, languages: list[str], rows: int) -> Path:
     configs = []
     for lang in languages:
         (root / lang).mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"text": [f"{lang} paragraph number {i} ." for i in range(rows)]}),
-                       root / lang / "train-00000-of-00001.parquet")
+        pq.write_table(
+            pa.table({"text": [f"{lang} paragraph number {i} ." for i in range(rows)]}),
+            root / lang / "train-00000-of-00001.parquet",
+        )
         configs.append(f"- config_name: {lang}\n  data_files:\n  - split: train\n    path: {lang}/train-*")
     (root / "README.md").write_text("---\nconfigs:\n" + "\n".join(configs) + "\n---\n")
     return root
 
 
 def test_expand_uses_hydras_sweeper_and_refuses_a_sweep_without_m():
-    cells = expand(["-m", "experiment=demo", "target=pawsx,sts", "seed=range(1,3)", "task=[mnli,qqp]",
-                    "hydra/launcher=slurm", "hydra.sweep.dir=x"])
+    cells = expand(
+        [
+            "-m",
+            "experiment=demo",
+            "target=pawsx,sts",
+            "seed=range(1,3)",
+            "task=[mnli,qqp]",
+            "hydra/launcher=slurm",
+            "hydra.sweep.dir=x",
+        ]
+    )
     assert len(cells) == 4
     assert all("task=[mnli,qqp]" in c and not any(o.startswith("hydra") for o in c) for c in cells)
-    assert {(c[1], c[2]) for c in cells} == {("target=pawsx", "seed=1"), ("target=pawsx", "seed=2"),
-                                             ("target=sts", "seed=1"), ("target=sts", "seed=2")}
+    assert {(c[1], c[2]) for c in cells} == {
+        ("target=pawsx", "seed=1"),
+        ("target=pawsx", "seed=2"),
+        ("target=sts", "seed=1"),
+        ("target=sts", "seed=2"),
+    }
     with pytest.raises(XorderError, match=r"'target=pawsx,sts' is a sweep: add -m"):
         expand(["target=pawsx,sts"])
 
@@ -58,13 +77,26 @@ def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch
     from xorder.data import stage as stage_module
     from xorder.model import load_tokenizer
 
-    overrides = ["experiment=demo", f"cache_dir={cache_dir}", "order=joint", "task=[mnli,hellaswag]", "target=sts",
-                 "data.synthetic_examples=40", "multilingual.languages=[de,fr]"]
+    overrides = [
+        "experiment=demo",
+        f"cache_dir={cache_dir}",
+        "order=joint",
+        "task=[mnli,hellaswag]",
+        "target=sts",
+        "data.synthetic_examples=40",
+        "multilingual.languages=[de,fr]",
+    ]
     _, wanted = prepare.collect([overrides])
     seen = []
     real = stage_module.load_split
-    monkeypatch.setattr(stage_module, "load_split", lambda task, source, role, lang, **kw: (
-        seen.append((task.name, role, lang, kw.get("max_examples"))), real(task, source, role, lang, **kw))[1])
+    monkeypatch.setattr(
+        stage_module,
+        "load_split",
+        lambda task, source, role, lang, **kw: (
+            seen.append((task.name, role, lang, kw.get("max_examples"))),
+            real(task, source, role, lang, **kw),
+        )[1],
+    )
     cfg = to_typed(compose(*overrides))
     tokenizer = load_tokenizer(str(tiny.ensure(cache_dir)))
     for stage in plan(cfg):
@@ -78,11 +110,19 @@ def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch
 def test_prepare_grid_caches_a_streamed_corpus_that_an_offline_run_then_reads(cache_dir: Path, tmp_path: Path):
     hub = write_hub_dir(tmp_path / "paws-hub", languages=("de", "en", "es", "fr", "ja", "ko", "zh"), rows=12)
     corpus = write_corpus(tmp_path / "wiki", ["de", "fr"], rows=540)
-    cell = [*demo_overrides(cache_dir, tmp_path / "results"), "multilingual=mlm", "multilingual.languages=[de,fr]",
-            "target.source=hub", f"target.sources.hub.path={hub}", "target.sources.hub.splits.dev.split='validation[:6]'",
-            "target.sources.hub.splits.test.split='validation[6:]'",
-            "multilingual.text.source=hub", f"multilingual.text.sources.hub.path={corpus}",
-            "multilingual.text.sources.hub.name='{lang}'", *FAST]
+    cell = [
+        *demo_overrides(cache_dir, tmp_path / "results"),
+        "multilingual=mlm",
+        "multilingual.languages=[de,fr]",
+        "target.source=hub",
+        f"target.sources.hub.path={hub}",
+        "target.sources.hub.splits.dev.split='validation[:6]'",
+        "target.sources.hub.splits.test.split='validation[6:]'",
+        "multilingual.text.source=hub",
+        f"multilingual.text.sources.hub.path={corpus}",
+        "multilingual.text.sources.hub.name='{lang}'",
+        *FAST,
+    ]
     out = xorder_cli("prepare", "-m", *cell, "order=none,multilingual_only", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("xorder prepare: 2 cells, 1 model, ")
@@ -108,10 +148,13 @@ def test_offline_with_nothing_cached_exits_2_telling_to_run_prepare(cache_dir: P
         assert "Traceback" not in out.stderr
         errors = [line for line in out.stderr.splitlines() if line.startswith("xorder: error:")]
         assert len(errors) == 1
-        assert errors[0].startswith("xorder: error: google-research-datasets/paws-x/en [train] is not in the datasets "
-                                    "cache and this machine is offline (HF_HUB_OFFLINE=1): run `xorder prepare`")
-    model = xorder_cli("run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "model=xlmr_base"),
-                       env=env, cwd=tmp_path)
+        assert errors[0].startswith(
+            "xorder: error: google-research-datasets/paws-x/en [train] is not in the datasets "
+            "cache and this machine is offline (HF_HUB_OFFLINE=1): run `xorder prepare`"
+        )
+    model = xorder_cli(
+        "run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "model=xlmr_base"), env=env, cwd=tmp_path
+    )
     assert model.returncode == 2 and "Traceback" not in model.stderr
     assert "cannot load model 'FacebookAI/xlm-roberta-base'" in model.stderr and "xorder prepare" in model.stderr
 
@@ -119,12 +162,16 @@ def test_offline_with_nothing_cached_exits_2_telling_to_run_prepare(cache_dir: P
 @pytest.mark.slow
 def test_prepare_stops_at_a_malformed_file_with_one_line(cache_dir: Path, tmp_path: Path):
     data = bad_pawsx_tree(tmp_path / "data")
-    out = xorder_cli("prepare", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "target.source=xtreme",
-                                                f"data_root={data}"), cwd=tmp_path)
+    out = xorder_cli(
+        "prepare",
+        *demo_overrides(cache_dir, tmp_path / "results", "order=none", "target.source=xtreme", f"data_root={data}"),
+        cwd=tmp_path,
+    )
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1] == (
         f"xorder: error: {data}/pawsx/train-en.tsv: row 7: column 'label': label 'paraphrase' is not a class number "
-        "(map names to ids with labels: {name: id})")
+        "(map names to ids with labels: {name: id})"
+    )
     cells = [demo_overrides(cache_dir, tmp_path, "experiment=demo_sts_real", "data_root=/data/shared")]
     assert prepare.local_folders(prepare.collect(cells)[1]) == ["/data/shared"]  # stsb_multi_mt/ and sts17/ inside
     bad = xorder_cli("prepare", "--frobnicate")
@@ -133,8 +180,11 @@ def test_prepare_stops_at_a_malformed_file_with_one_line(cache_dir: Path, tmp_pa
 
 def test_validate_checks_the_target_before_any_intermediate_stage_trains(cache_dir: Path, tmp_path: Path):
     data = bad_pawsx_tree(tmp_path / "data")
-    cfg = compose(*demo_overrides(cache_dir, tmp_path / "results", "order=english_first", "target.source=xtreme",
-                                  f"data_root={data}"))
+    cfg = compose(
+        *demo_overrides(
+            cache_dir, tmp_path / "results", "order=english_first", "target.source=xtreme", f"data_root={data}"
+        )
+    )
     with pytest.raises(XorderError, match=r"pawsx/train-en\.tsv: row 7: column 'label'"):
         fetch.validate(cfg)
     stages = plan(to_typed(cfg))
@@ -148,6 +198,5 @@ def test_a_bad_target_file_stops_the_cell_before_any_stage_trains(cache_dir: Pat
     data = bad_pawsx_tree(tmp_path / "data")
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     with pytest.raises(XorderError, match=r"pawsx/train-en\.tsv: row 7: column 'label'"):
-        run_demo_cell(cache, tmp_path / "results", "order=english_first", "target.source=xtreme",
-                      f"data_root={data}")
+        run_demo_cell(cache, tmp_path / "results", "order=english_first", "target.source=xtreme", f"data_root={data}")
     assert not list(cache.glob("stages/*/DONE"))  # not even the English stage was trained

@@ -8,12 +8,11 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import datasets
 import pytest
 import torch
 
 from conftest import compose
-import datasets
-
 from xorder import kinds
 from xorder.config import SourceConfig, SplitConfig, TaskConfig
 from xorder.data.batching import Collator, LengthGroupedBatchSampler
@@ -42,21 +41,34 @@ def rows_of(task: TaskConfig, source: SourceConfig, role: str, lang: str, cache_
 def features_of(rows, task, tokenizer, tmp_path: Path, *, train: bool, max_length: int = 64, names=None):
     names = list(task.label_names) if names is None else names
     fp = fingerprint(f"test:{len(rows)}:{max_length}", task, tokenizer, max_length, train, names)
-    return encode(datasets.Dataset.from_list(rows), task, tokenizer, max_length, train=train, label_names=names,
-                  fingerprint=fp, cache_dir=tmp_path)
+    return encode(
+        datasets.Dataset.from_list(rows),
+        task,
+        tokenizer,
+        max_length,
+        train=train,
+        label_names=names,
+        fingerprint=fp,
+        cache_dir=tmp_path,
+    )
 
 
 @pytest.fixture(scope="module")
 def pawsx_rows(shared_data: Path, cache_dir: Path):
     task = typed("target=pawsx").target
-    source = SourceConfig(format="tsv", path=str(shared_data / "pawsx/xtreme_format/{split}-{lang}.tsv"),
-                          fields=["text_a", "text_b", "label"], languages=None,
-                          splits={"dev": SplitConfig(split="dev[:64]")})
+    source = SourceConfig(
+        format="tsv",
+        path=str(shared_data / "pawsx/xtreme_format/{split}-{lang}.tsv"),
+        fields=["text_a", "text_b", "label"],
+        languages=None,
+        splits={"dev": SplitConfig(split="dev[:64]")},
+    )
     return task, rows_of(task, source, "dev", "de", cache_dir)
 
 
-def test_tokenization_is_cached_and_a_second_call_tokenizes_nothing(pawsx_rows, tokenizer, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch):
+def test_tokenization_is_cached_and_a_second_call_tokenizes_nothing(
+    pawsx_rows, tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     task, rows = pawsx_rows
     calls: list[int] = []
     kind = kinds.get("classification")
@@ -78,29 +90,46 @@ def test_tokenization_is_cached_and_a_second_call_tokenizes_nothing(pawsx_rows, 
     # the fingerprint moves with the tokenizer's content, the task, the max length and train/eval processing
     base = fingerprint("data", task, tokenizer, 64, True, ["a", "b"])
     other_task = replace(task, name="paws2")
-    assert len({base, fingerprint("data", other_task, tokenizer, 64, True, ["a", "b"]),
+    assert (
+        len(
+            {
+                base,
+                fingerprint("data", other_task, tokenizer, 64, True, ["a", "b"]),
                 fingerprint("data", task, tokenizer, 65, True, ["a", "b"]),
                 fingerprint("data", task, tokenizer, 64, False, ["a", "b"]),
-                fingerprint("data2", task, tokenizer, 64, True, ["a", "b"])}) == 5
+                fingerprint("data2", task, tokenizer, 64, True, ["a", "b"]),
+            }
+        )
+        == 5
+    )
     left = type(tokenizer).from_pretrained(tokenizer.name_or_path, truncation_side="left")
     assert tokenizer_identity(left) != tokenizer_identity(tokenizer)
 
 
-def test_pairs_and_regression_scores_on_real_rows(pawsx_rows, shared_data: Path, cache_dir: Path, tokenizer,
-                                                  tmp_path: Path):
+def test_pairs_and_regression_scores_on_real_rows(
+    pawsx_rows, shared_data: Path, cache_dir: Path, tokenizer, tmp_path: Path
+):
     task, rows = pawsx_rows
     features = features_of(rows, task, tokenizer, tmp_path, train=True)
-    assert features[5]["input_ids"] == tokenizer(rows[5]["text_a"], rows[5]["text_b"], truncation=True,
-                                                 max_length=64)["input_ids"]
+    assert (
+        features[5]["input_ids"]
+        == tokenizer(rows[5]["text_a"], rows[5]["text_b"], truncation=True, max_length=64)["input_ids"]
+    )
     batch = Collator(kinds.get("classification"), tokenizer)([features[i] for i in range(8)])
     assert batch["labels"].dtype == torch.long and batch["labels"].tolist() == [r["label"] for r in rows[:8]]
     assert batch["row"].tolist() == list(range(8))
     sts = typed("target=sts").target
-    source = SourceConfig(format="csv", path=str(shared_data / "stsb_multi_mt/stsb-{lang}-{split}.csv"),
-                          fields=["text_a", "text_b", "label"], languages=None,
-                          splits={"dev": SplitConfig(split="dev[:16]")})
+    source = SourceConfig(
+        format="csv",
+        path=str(shared_data / "stsb_multi_mt/stsb-{lang}-{split}.csv"),
+        fields=["text_a", "text_b", "label"],
+        languages=None,
+        splits={"dev": SplitConfig(split="dev[:16]")},
+    )
     sts_rows = rows_of(sts, source, "dev", "fr", cache_dir)
-    scored = Collator(kinds.get("regression"), tokenizer)([f for f in features_of(sts_rows, sts, tokenizer, tmp_path, train=True)])
+    scored = Collator(kinds.get("regression"), tokenizer)(
+        [f for f in features_of(sts_rows, sts, tokenizer, tmp_path, train=True)]
+    )
     assert scored["labels"].dtype == torch.float32
     assert scored["labels"].tolist() == pytest.approx([r["label"] for r in sts_rows])
 
@@ -127,11 +156,15 @@ def xquad_with_answers(shared_data: Path, tmp_path: Path, n: int = 12) -> Path:
     return path
 
 
-def test_squad_answer_offsets_map_back_to_the_answer_text(shared_data: Path, cache_dir: Path, tokenizer,
-                                                          tmp_path: Path):
+def test_squad_answer_offsets_map_back_to_the_answer_text(
+    shared_data: Path, cache_dir: Path, tokenizer, tmp_path: Path
+):
     squad = replace(typed("task=squad").task["squad"], doc_stride=32)
-    source = SourceConfig(format="squad_json", path=str(xquad_with_answers(shared_data, tmp_path)),
-                          splits={"dev": SplitConfig(split="dev")})
+    source = SourceConfig(
+        format="squad_json",
+        path=str(xquad_with_answers(shared_data, tmp_path)),
+        splits={"dev": SplitConfig(split="dev")},
+    )
     rows = rows_of(squad, source, "dev", "en", cache_dir)
     assert rows[0]["question"] == "How many points did the Panthers defense surrender?"
     features = features_of(rows, squad, tokenizer, tmp_path, train=False, max_length=96)
@@ -154,14 +187,18 @@ def test_squad_answer_offsets_map_back_to_the_answer_text(shared_data: Path, cac
     batch = Collator(kinds.get("extractive_qa"), tokenizer)([features[i] for i in range(4)])
     assert batch["context_mask"].shape == batch["input_ids"].shape
     first = features[0]
-    assert batch["context_mask"][0].tolist()[: len(first["input_ids"])] == [int(o[0] >= 0) for o in first["offset_mapping"]]
+    assert batch["context_mask"][0].tolist()[: len(first["input_ids"])] == [
+        int(o[0] >= 0) for o in first["offset_mapping"]
+    ]
 
 
-def test_multiple_choice_tensors_have_one_row_per_choice(shared_data: Path, cache_dir: Path, tokenizer,
-                                                         tmp_path: Path):
+def test_multiple_choice_tensors_have_one_row_per_choice(shared_data: Path, cache_dir: Path, tokenizer, tmp_path: Path):
     csqa = typed("task=commonsenseqa").task["commonsenseqa"]
-    hub_jsonl = replace(csqa.sources["hub_jsonl"], path=str(shared_data / "commonsense_qa/full_dev/{split}_rand_split.jsonl"),
-                        splits={"dev": SplitConfig(split="dev[:6]")})
+    hub_jsonl = replace(
+        csqa.sources["hub_jsonl"],
+        path=str(shared_data / "commonsense_qa/full_dev/{split}_rand_split.jsonl"),
+        splits={"dev": SplitConfig(split="dev[:6]")},
+    )
     rows = rows_of(csqa, hub_jsonl, "dev", "en", cache_dir)
     features = features_of(rows, csqa, tokenizer, tmp_path, train=True)
     batch = Collator(kinds.get("multiple_choice"), tokenizer)([features[i] for i in range(6)])
@@ -175,15 +212,24 @@ def test_multiple_choice_tensors_have_one_row_per_choice(shared_data: Path, cach
     hellaswag = typed("task=hellaswag").task["hellaswag"]
     local = replace(hellaswag.sources["local"], path=str(shared_data / "hellaswag/hellaswag_{split}.jsonl"))
     rows = rows_of(hellaswag, local, "dev", "en", cache_dir)
-    batch = Collator(kinds.get("multiple_choice"), tokenizer)(list(features_of(rows, hellaswag, tokenizer, tmp_path, train=True)))
+    batch = Collator(kinds.get("multiple_choice"), tokenizer)(
+        list(features_of(rows, hellaswag, tokenizer, tmp_path, train=True))
+    )
     assert batch["input_ids"].shape[:2] == (2, 4) and batch["labels"].tolist() == [3, 3]
 
 
 def test_tagging_labels_sit_on_first_sub_tokens_only(pawsx_rows, tokenizer, tmp_path: Path):
     _, pairs = pawsx_rows
     tags_of = lambda w: "NUM" if any(ch.isdigit() for ch in w) else "CAP" if w[:1].isupper() else "LOW"  # noqa: E731
-    rows = [{"tokens": r["text_a"].split(), "tags": [tags_of(w) for w in r["text_a"].split()], "id": r["id"],
-             "language": "de"} for r in pairs[:16]]
+    rows = [
+        {
+            "tokens": r["text_a"].split(),
+            "tags": [tags_of(w) for w in r["text_a"].split()],
+            "id": r["id"],
+            "language": "de",
+        }
+        for r in pairs[:16]
+    ]
     task = TaskConfig(name="tags", kind="tagging", label_names=["CAP", "LOW", "NUM"])
     features = features_of(rows, task, tokenizer, tmp_path, train=True, max_length=128)
     multi_piece_words = 0

@@ -17,22 +17,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import ROOT, run_demo_cell, xorder_cli
 from scipy import stats
 
+from conftest import ROOT, run_demo_cell, xorder_cli
 from xorder import report
 from xorder.report import paired, plots
 
 LANGS = ["de", "en", "fr"]
 PLAIN = ("--raw-names", "--plain")  # identifiers and plain numbers: tables that tests parse by identifier
-ORDER_TASKS = {"none": ([], "-"), "english_only": (["mnli"], "-"),
-               "english_first": (["mnli"], "translate_train"), "multilingual_first": (["mnli"], "translate_train"),
-               "multilingual_only": (["mnli"], "translate_train"), "joint": (["mnli"], "translate_train")}
+ORDER_TASKS = {
+    "none": ([], "-"),
+    "english_only": (["mnli"], "-"),
+    "english_first": (["mnli"], "translate_train"),
+    "multilingual_first": (["mnli"], "translate_train"),
+    "multilingual_only": (["mnli"], "translate_train"),
+    "joint": (["mnli"], "translate_train"),
+}
 
 
-def write_record(root: Path, order: str, seed: int, scores: dict, *, target: str = "pawsx", model: str = "tiny",
-                 primary: str = "accuracy", predictions: pd.DataFrame | None = None, stages: list | None = None,
-                 notes: list | None = None, device: str = "-") -> Path:
+def write_record(
+    root: Path,
+    order: str,
+    seed: int,
+    scores: dict,
+    *,
+    target: str = "pawsx",
+    model: str = "tiny",
+    primary: str = "accuracy",
+    predictions: pd.DataFrame | None = None,
+    stages: list | None = None,
+    notes: list | None = None,
+    device: str = "-",
+) -> Path:
     """A record as the pipeline lays it out: <target>/<order>/<tasks>/<multilingual>/<model>/seed<k>/.
     Selections not given score as en_dev does (`average` only where given)."""
     tasks, multilingual = ORDER_TASKS[order]
@@ -40,13 +56,30 @@ def write_record(root: Path, order: str, seed: int, scores: dict, *, target: str
     folder.mkdir(parents=True, exist_ok=True)
     selections = ("en_dev", "oracle", "last", *(["average"] if "average" in scores else []))
     scores = {selection: scores.get(selection, scores["en_dev"]) for selection in selections}
-    stage = {"name": "target", "hash": "0" * 20, "tasks": [target], "languages": ["en"], "steps": 10,
-             "seconds": 1.0, "reused": False}
+    stage = {
+        "name": "target",
+        "hash": "0" * 20,
+        "tasks": [target],
+        "languages": ["en"],
+        "steps": 10,
+        "seconds": 1.0,
+        "reused": False,
+    }
     provenance = {key: "-" for key in ("xorder", "torch", "transformers", "started", "finished", "config_hash")}
-    metrics = {"schema": "xorder.run/1", "target": target, "order": order, "tasks": tasks,
-               "multilingual": multilingual, "model": model, "seed": seed, "primary_metric": primary,
-               "scores": scores, "selected_steps": {}, "stages": stages or [stage],
-               "provenance": {**provenance, "device": device, "git_commit": "0123456789abcdef"}}
+    metrics = {
+        "schema": "xorder.run/1",
+        "target": target,
+        "order": order,
+        "tasks": tasks,
+        "multilingual": multilingual,
+        "model": model,
+        "seed": seed,
+        "primary_metric": primary,
+        "scores": scores,
+        "selected_steps": {},
+        "stages": stages or [stage],
+        "provenance": {**provenance, "device": device, "git_commit": "0123456789abcdef"},
+    }
     if notes is not None:
         metrics["notes"] = notes
     (folder / "metrics.json").write_text(json.dumps(metrics))
@@ -62,7 +95,8 @@ def grid_scores(seed: int, order: str) -> dict:
     for selection in ("en_dev", "oracle"):
         for split in ("dev", "test"):
             out.setdefault(selection, {})[split] = {
-                lang: {"accuracy": round(rng.uniform(40, 90), 3), "f1": round(rng.uniform(30, 80), 3)} for lang in LANGS}
+                lang: {"accuracy": round(rng.uniform(40, 90), 3), "f1": round(rng.uniform(30, 80), 3)} for lang in LANGS
+            }
     return out
 
 
@@ -76,7 +110,7 @@ def md_table(text: str, title: str) -> dict[tuple[str, ...], dict[str, str]]:
     lines = text.split("\n")
     start = next(i for i, line in enumerate(lines) if line.startswith("### ") and title in line)
     rows = []
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if line.startswith("### "):
             break
         if line.startswith(("| ", "|-")):
@@ -117,19 +151,35 @@ def test_summary_matches_statistics_module(grid: Path, tmp_path: Path):
     rc, err = run_report("--results", str(grid), "--out", str(out), "--resamples", "99")
     assert rc == 0, err
     rows = read_csv(out / "summary.csv")
-    assert list(rows[0]) == ["target", "model", "multilingual", "order", "tasks", "selection", "split", "language",
-                             "metric", "n_seeds", "mean", "std", "seeds"]
+    assert list(rows[0]) == [
+        "target",
+        "model",
+        "multilingual",
+        "order",
+        "tasks",
+        "selection",
+        "split",
+        "language",
+        "metric",
+        "n_seeds",
+        "mean",
+        "std",
+        "seeds",
+    ]
     got = {(r["order"], r["selection"], r["split"], r["language"], r["metric"]): r for r in rows}
     checked = 0
     for order in ("none", "english_first", "multilingual_first"):
         for selection in ("en_dev", "oracle"):
             for split in ("dev", "test"):
                 for metric in ("accuracy", "f1"):
-                    per_seed = {lang: [value(grid_scores(s, order), selection, split, lang, metric) for s in (1, 2, 3)]
-                                for lang in LANGS}
+                    per_seed = {
+                        lang: [value(grid_scores(s, order), selection, split, lang, metric) for s in (1, 2, 3)]
+                        for lang in LANGS
+                    }
                     per_seed["avg"] = [statistics.fmean(per_seed[lang][i] for lang in LANGS) for i in range(3)]
-                    per_seed["avg_non_en"] = [statistics.fmean(per_seed[lang][i] for lang in ("de", "fr"))
-                                              for i in range(3)]
+                    per_seed["avg_non_en"] = [
+                        statistics.fmean(per_seed[lang][i] for lang in ("de", "fr")) for i in range(3)
+                    ]
                     for lang, values in per_seed.items():
                         row = got[(order, selection, split, lang, metric)]
                         assert row["n_seeds"] == "3" and row["seeds"] == "1;2;3"
@@ -142,8 +192,16 @@ def test_summary_matches_statistics_module(grid: Path, tmp_path: Path):
     assert one["mean"] == f"{value(grid_scores(1, 'english_only'), 'en_dev', 'test', 'de'):.4f}"
     # english_only has seed 1 only: seeds 2 and 3 are listed as missing, the rest of the grid is complete
     assert read_csv(out / "missing.csv") == [
-        {"target": "pawsx", "model": "tiny", "multilingual": "-", "order": "english_only", "tasks": "mnli",
-         "seed": str(s)} for s in (2, 3)]
+        {
+            "target": "pawsx",
+            "model": "tiny",
+            "multilingual": "-",
+            "order": "english_only",
+            "tasks": "mnli",
+            "seed": str(s),
+        }
+        for s in (2, 3)
+    ]
     assert "- pawsx/english_only/mnli/-/tiny/seed2" in (out / "tables.md").read_text()
 
 
@@ -159,7 +217,11 @@ def test_tables_show_means_deltas_gaps_and_selection_computed_independently(grid
     delta = md_table(md, "Δ against the `none` baseline")
     robust = md_table(md, "robustness")
     selection = md_table(md, "oracle − en_dev selection")
-    assert list(main)[:3] == [("none", "-", "none"), ("mnli", "-", "english_only"), ("mnli", "translate_train", "english_first")]
+    assert list(main)[:3] == [
+        ("none", "-", "none"),
+        ("mnli", "-", "english_only"),
+        ("mnli", "translate_train", "english_first"),
+    ]
     assert list(main)[3] == ("mnli", "translate_train", "multilingual_first")  # the two orders side by side
     for order in ("english_first", "multilingual_first"):
         key = ("mnli", "translate_train", order)
@@ -169,8 +231,10 @@ def test_tables_show_means_deltas_gaps_and_selection_computed_independently(grid
             assert delta[key][lang] == fmt(statistics.fmean(values) - statistics.fmean(base), signed=True)
             oracle = seeds_of(order, lang, "oracle")
             assert selection[key][lang] == fmt(statistics.fmean(oracle) - statistics.fmean(values), signed=True)
-        gaps = [seeds_of(order, "en")[i] - statistics.fmean([seeds_of(order, "de")[i], seeds_of(order, "fr")[i]])
-                for i in range(3)]
+        gaps = [
+            seeds_of(order, "en")[i] - statistics.fmean([seeds_of(order, "de")[i], seeds_of(order, "fr")[i]])
+            for i in range(3)
+        ]
         assert robust[key]["gap en − non-en"] == f"{fmt(statistics.fmean(gaps))} ± {fmt(statistics.stdev(gaps))}"
         averages = [statistics.fmean(seeds_of(order, lang)[i] for lang in LANGS) for i in range(3)]
         assert robust[key]["seed std of avg"] == fmt(statistics.stdev(averages))
@@ -181,7 +245,9 @@ def test_tables_show_means_deltas_gaps_and_selection_computed_independently(grid
     effect = {r["language"]: r for r in read_csv(out / "order_effect.csv")}
     assert float(effect["avg"]["diff"]) == pytest.approx(
         statistics.fmean(statistics.fmean(seeds_of("english_first", lang)) for lang in LANGS)
-        - statistics.fmean(statistics.fmean(seeds_of("multilingual_first", lang)) for lang in LANGS), abs=5e-5)
+        - statistics.fmean(statistics.fmean(seeds_of("multilingual_first", lang)) for lang in LANGS),
+        abs=5e-5,
+    )
     assert effect["avg"]["p_value"] == "" and effect["avg"]["ci_low"] == ""
     tex = (out / "tables.tex").read_text()
     assert tex.count("\\toprule") == tex.count("\\bottomrule") == md.count("\n### ") - 2  # missing/skipped lists
@@ -192,9 +258,19 @@ def classification_predictions(correct: dict[str, np.ndarray], gold: np.ndarray)
     frames = []
     for lang, right in correct.items():
         prediction = np.where(right, gold, 1 - gold)
-        frames.append(pd.DataFrame({"selection": "en_dev", "step": 10, "split": "test", "language": lang,
-                                    "id": [f"x{i}" for i in range(len(gold))], "gold": gold,
-                                    "prediction": prediction}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "selection": "en_dev",
+                    "step": 10,
+                    "split": "test",
+                    "language": lang,
+                    "id": [f"x{i}" for i in range(len(gold))],
+                    "gold": gold,
+                    "prediction": prediction,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -206,13 +282,17 @@ def test_order_effect_from_paired_predictions(tmp_path: Path):
     for seed in (1, 2):
         gold = rng.integers(0, 2, n)
         both = rng.random(n) < 0.6
-        correct = {"english_first": {"de": both | (rng.random(n) < 0.5), "en": both},
-                   "multilingual_first": {"de": both, "en": both}}
+        correct = {
+            "english_first": {"de": both | (rng.random(n) < 0.5), "en": both},
+            "multilingual_first": {"de": both, "en": both},
+        }
         for order, right in correct.items():
             scores = {"en_dev": {"test": {lang: {"accuracy": 100 * r.mean()} for lang, r in right.items()}}}
             write_record(results, order, seed, scores, predictions=classification_predictions(right, gold))
         for lang in ("de", "en"):
-            expected[lang].append(100 * (correct["english_first"][lang].mean() - correct["multilingual_first"][lang].mean()))
+            expected[lang].append(
+                100 * (correct["english_first"][lang].mean() - correct["multilingual_first"][lang].mean())
+            )
     out = tmp_path / "tables"
     assert run_report("--results", str(results), "--out", str(out), "--resamples", "999", *PLAIN)[0] == 0
     effect = {r["language"]: r for r in read_csv(out / "order_effect.csv")}
@@ -237,8 +317,14 @@ def test_accuracy_draws_agree_with_scipy_on_one_stratum():
     got = paired.paired_effect([stratum], "accuracy", {"de": ["de"]}, 9999, "t")["de"]
     ca, cb = (a == gold).astype(float), (b == gold).astype(float)
     assert got["diff"] == pytest.approx(100 * (ca.mean() - cb.mean()))
-    ref = stats.permutation_test((ca, cb), lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
-                                 permutation_type="samples", n_resamples=9999, rng=0, vectorized=True)
+    ref = stats.permutation_test(
+        (ca, cb),
+        lambda x, y, axis: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+        permutation_type="samples",
+        n_resamples=9999,
+        rng=0,
+        vectorized=True,
+    )
     assert got["p_value"] == pytest.approx(ref.pvalue, abs=0.02)
     boot = stats.bootstrap((100 * (ca - cb),), np.mean, method="percentile", n_resamples=9999, rng=0)
     assert got["ci_low"] == pytest.approx(boot.confidence_interval.low, abs=0.5)
@@ -258,15 +344,25 @@ def test_correlation_draws_agree_with_scipy_on_one_stratum(metric: str):
     za, zb = paired._standardize(a, metric), paired._standardize(b, metric)
 
     def swapped(x, y, axis):
-        diff = 100 * (np.array([corr(gold, r)[0] for r in np.atleast_2d(x)])
-                      - np.array([corr(gold, r)[0] for r in np.atleast_2d(y)]))
+        diff = 100 * (
+            np.array([corr(gold, r)[0] for r in np.atleast_2d(x)])
+            - np.array([corr(gold, r)[0] for r in np.atleast_2d(y)])
+        )
         return diff.reshape(np.shape(x)[:-1])
 
-    ref = stats.permutation_test((za, zb), swapped, permutation_type="samples", n_resamples=999, rng=0,
-                                 vectorized=True, batch=999)
+    ref = stats.permutation_test(
+        (za, zb), swapped, permutation_type="samples", n_resamples=999, rng=0, vectorized=True, batch=999
+    )
     assert got["p_value"] == pytest.approx(ref.pvalue, abs=0.04)
-    boot = stats.bootstrap((gold, a, b), lambda g, x, y: 100 * (corr(g, x)[0] - corr(g, y)[0]), paired=True,
-                           vectorized=False, method="percentile", n_resamples=999, rng=0)
+    boot = stats.bootstrap(
+        (gold, a, b),
+        lambda g, x, y: 100 * (corr(g, x)[0] - corr(g, y)[0]),
+        paired=True,
+        vectorized=False,
+        method="percentile",
+        n_resamples=999,
+        rng=0,
+    )
     assert got["ci_low"] == pytest.approx(boot.confidence_interval.low, abs=1.5)
     assert got["ci_high"] == pytest.approx(boot.confidence_interval.high, abs=1.5)
 
@@ -279,8 +375,11 @@ def test_correlation_swap_test_holds_its_level_under_the_null():
         rng = np.random.default_rng(100 + i)
         gold = rng.uniform(0, 5, 120)
         a, b = 2.0 + 0.01 * (gold + rng.normal(0, 2, 120)), 10 * (gold + rng.normal(0, 2, 120))
-        p_values.append(paired.paired_effect([paired.Stratum(1, "de", gold, a, b)], "pearson", {"de": ["de"]}, 199,
-                                             f"null{i}")["de"]["p_value"])
+        p_values.append(
+            paired.paired_effect([paired.Stratum(1, "de", gold, a, b)], "pearson", {"de": ["de"]}, 199, f"null{i}")[
+                "de"
+            ]["p_value"]
+        )
     assert 0.04 <= np.mean(np.array(p_values) < 0.1) <= 0.18
 
 
@@ -333,7 +432,9 @@ def test_missing_cells_are_listed_not_a_crash(tmp_path: Path):
     rc, err = run_report("--results", str(results), "--out", str(out), "--resamples", "99", *PLAIN)
     assert rc == 0, err
     assert [(r["order"], r["multilingual"], r["seed"]) for r in read_csv(out / "missing.csv")] == [
-        ("english_only", "-", "2"), ("multilingual_first", "translate_train", "2")]
+        ("english_only", "-", "2"),
+        ("multilingual_first", "translate_train", "2"),
+    ]
     md = (out / "tables.md").read_text()
     assert "Δ against the `none` baseline\n\nNo `none` baseline records: run the grid with order=none" in md
     main = md_table(md, "mean ± std over seeds")
@@ -342,8 +443,10 @@ def test_missing_cells_are_listed_not_a_crash(tmp_path: Path):
 
 def test_user_errors_exit_2_in_one_line(tmp_path: Path):
     (tmp_path / "empty").mkdir()
-    for args, needle in ((["--results", str(tmp_path / "nowhere")], "does not exist"),
-                         (["--results", str(tmp_path / "empty")], "no complete records")):
+    for args, needle in (
+        (["--results", str(tmp_path / "nowhere")], "does not exist"),
+        (["--results", str(tmp_path / "empty")], "no complete records"),
+    ):
         rc, err = run_report(*args)
         assert rc == 2 and err.count("\n") == 1 and needle in err
 
@@ -360,15 +463,27 @@ def test_tables_without_matplotlib_say_how_to_get_plots(grid: Path, tmp_path: Pa
 def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
     """Records written by the real pipeline: script and CLI agree, and the tables carry metrics.json's numbers."""
     results = tmp_path / "results"
-    steps = ["trainer.intermediate.max_steps=8", "trainer.multilingual.max_steps=8", "trainer.target.max_steps=8",
-             "trainer.eval_every=4", "data.synthetic_examples=200", "trainer.eval_examples=64", "task=mnli"]
+    steps = [
+        "trainer.intermediate.max_steps=8",
+        "trainer.multilingual.max_steps=8",
+        "trainer.target.max_steps=8",
+        "trainer.eval_every=4",
+        "data.synthetic_examples=200",
+        "trainer.eval_examples=64",
+        "task=mnli",
+    ]
     metrics = {}
     for order in ("none", "english_first", "multilingual_first"):
         for seed in (1, 2):
             metrics[(order, seed)] = run_demo_cell(cache_dir, results, f"order={order}", f"seed={seed}", *steps)[0]
     script = ROOT / "scripts" / "make_tables.py"
-    out = subprocess.run([sys.executable, str(script), "--results", str(results), "--resamples", "999", *PLAIN],
-                         capture_output=True, text=True, cwd=tmp_path, check=False)
+    out = subprocess.run(
+        [sys.executable, str(script), "--results", str(results), "--resamples", "999", *PLAIN],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr
     assert "6 records, 0 missing, 0 skipped" in out.stdout
     tables = results / "tables"
@@ -377,8 +492,10 @@ def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
     assert cli.returncode == 0, cli.stderr
     for name in ("summary.csv", "order_effect.csv", "tables.md", "tables.tex"):
         assert (tables / name).read_bytes() == (cli_out / name).read_bytes()
-    summary = {(r["order"], r["selection"], r["split"], r["language"], r["metric"]): r
-               for r in read_csv(tables / "summary.csv")}
+    summary = {
+        (r["order"], r["selection"], r["split"], r["language"], r["metric"]): r
+        for r in read_csv(tables / "summary.csv")
+    }
     languages = sorted(metrics[("none", 1)]["scores"]["en_dev"]["test"])
     for order, _ in metrics:
         for lang in languages:
@@ -389,10 +506,15 @@ def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
     effect = {r["language"]: r for r in read_csv(tables / "order_effect.csv")}
     for lang in languages:  # the paired test rebuilds each order's accuracy from predictions.parquet
         for order in ("english_first", "multilingual_first"):
-            assert float(effect[lang][order]) == pytest.approx(float(summary[(order, "en_dev", "test", lang, "accuracy")]["mean"]), abs=1e-4)
+            assert float(effect[lang][order]) == pytest.approx(
+                float(summary[(order, "en_dev", "test", lang, "accuracy")]["mean"]), abs=1e-4
+            )
         assert 0 <= float(effect[lang]["p_value"]) <= 1 and effect[lang]["n_seeds"] == "2"
     md = (tables / "tables.md").read_text()
     main = md_table(md, "pawsx · tiny · test · accuracy (en_dev selection): mean ± std")
-    assert list(main) == [("none", "-", "none"), ("mnli", "translate_train", "english_first"),
-                          ("mnli", "translate_train", "multilingual_first")]
+    assert list(main) == [
+        ("none", "-", "none"),
+        ("mnli", "translate_train", "english_first"),
+        ("mnli", "translate_train", "multilingual_first"),
+    ]
     assert sorted((tables / "plots").glob("*.png"))

@@ -60,12 +60,17 @@ def report(results: Path, out: Path, *args: str) -> str:
     return (out / "tables.md").read_text()
 
 
-def test_display_names_by_default_identifiers_with_raw_names_and_overrides_from_a_file(grid: Path, tmp_path: Path,
-                                                                                        no_plots: None):
+def test_display_names_by_default_identifiers_with_raw_names_and_overrides_from_a_file(
+    grid: Path, tmp_path: Path, no_plots: None
+):
     named = report(grid, tmp_path / "named")
     main = md_table(named, "PAWS-X · tiny · test · accuracy (en_dev selection): mean ± std")
-    assert list(main) == [("-", "-", "Baseline (none)"), ("MNLI", "-", "English-only"),
-                          ("MNLI", "Translate-train", "English-first"), ("MNLI", "Translate-train", "Multilingual-first")]
+    assert list(main) == [
+        ("-", "-", "Baseline (none)"),
+        ("MNLI", "-", "English-only"),
+        ("MNLI", "Translate-train", "English-first"),
+        ("MNLI", "Translate-train", "Multilingual-first"),
+    ]
     names = tmp_path / "names.yaml"
     names.write_text(yaml.safe_dump({"mnli": "MultiNLI", "tiny": "Tiny encoder", "english_first": "EN→ML"}))
     custom = md_table(report(grid, tmp_path / "custom", "--names", str(names)), "PAWS-X · Tiny encoder · test")
@@ -115,8 +120,12 @@ def test_wide_latex_tables_span_both_columns(tmp_path: Path, no_plots: None):
     langs = ["ar", "de", "en", "es", "fr", "hi", "ru", "sw", "zh"]
     for order in ("none", "english_first"):
         for seed in (1, 2):
-            write_record(results, order, seed,
-                         {"en_dev": {"test": {lang: {"accuracy": 50.0 + seed + i} for i, lang in enumerate(langs)}}})
+            write_record(
+                results,
+                order,
+                seed,
+                {"en_dev": {"test": {lang: {"accuracy": 50.0 + seed + i} for i, lang in enumerate(langs)}}},
+            )
     report(results, tmp_path / "out")
     tex = (tmp_path / "out" / "tables.tex").read_text()
     blocks = re.findall(r"\\begin\{(table\*?)\}.*?\\label\{tab:([^}]+)\}\n\\end\{(table\*?)\}", tex, re.DOTALL)
@@ -153,8 +162,10 @@ def test_accuracy_bars_show_chance_from_the_classes_else_the_baseline_mean(grid:
     fig = plots.bar_plots(view, Names(DEFAULT_NAMES), classes=0)["pawsx-tiny-test-mnli---bars"]
     assert "Baseline (none) mean (chance unknown)" in legend_texts(fig)
     [segments] = [c.get_segments() for c in fig.axes[0].collections if c.get_label().startswith("Baseline")]
-    assert [s[0][1] for s in segments] == pytest.approx([seed_mean("none", lang) for lang in ("de", "en", "fr")]
-                                                        + [view.get(("none", "-", "none"), c)[0] for c in (AVG, AVG_NON_EN)])
+    assert [s[0][1] for s in segments] == pytest.approx(
+        [seed_mean("none", lang) for lang in ("de", "en", "fr")]
+        + [view.get(("none", "-", "none"), c)[0] for c in (AVG, AVG_NON_EN)]
+    )
     pearson = View(view.target, view.model, view.split, "pearson", view.languages, view.rows, view.means)
     fig = plots.bar_plots(pearson, RAW, classes=2)["pawsx-tiny-test-mnli---bars"]
     assert not any("chance" in t or "Baseline" in t for t in legend_texts(fig))
@@ -196,16 +207,31 @@ def test_cite_prints_bibtex_for_xorder_and_the_datasets_in_the_records(tmp_path:
     printed = out.getvalue()
     bib = (tmp_path / "t" / "references.bib").read_text()
     assert printed.endswith(bib)
-    for key in ("@software{xorder,", "@inproceedings{phang-etal-2020-english,", "@inproceedings{yang-etal-2019-paws,",
-                "@inproceedings{williams-etal-2018-broad,", "% mystery: not a task shipped with xorder"):
+    for key in (
+        "@software{xorder,",
+        "@inproceedings{phang-etal-2020-english,",
+        "@inproceedings{yang-etal-2019-paws,",
+        "@inproceedings{williams-etal-2018-broad,",
+        "% mystery: not a task shipped with xorder",
+    ):
         assert key in bib, key
     assert "rajpurkar" not in bib and "conneau" not in bib  # SQuAD and XNLI are not in these records
 
 
-BRIEF = {"pawsx": [("Yang", "2019")], "sts": [("Cer", "2017"), ("May", "2021")], "xnli": [("Conneau", "2018")],
-         "mnli": [("Williams", "2018")], "qqp": [("Iyer", "2017"), ("Wang", "2018")], "anli": [("Nie", "2020")],
-         "squad": [("Rajpurkar", "2016")], "hellaswag": [("Zellers", "2019")], "commonsenseqa": [("Talmor", "2019")],
-         "cosmosqa": [("Huang", "2019")], "sst2": [("Socher", "2013")], "ccg": [("Hockenmaier", "2007")]}
+BRIEF = {
+    "pawsx": [("Yang", "2019")],
+    "sts": [("Cer", "2017"), ("May", "2021")],
+    "xnli": [("Conneau", "2018")],
+    "mnli": [("Williams", "2018")],
+    "qqp": [("Iyer", "2017"), ("Wang", "2018")],
+    "anli": [("Nie", "2020")],
+    "squad": [("Rajpurkar", "2016")],
+    "hellaswag": [("Zellers", "2019")],
+    "commonsenseqa": [("Talmor", "2019")],
+    "cosmosqa": [("Huang", "2019")],
+    "sst2": [("Socher", "2013")],
+    "ccg": [("Hockenmaier", "2007")],
+}
 
 
 @pytest.mark.parametrize("name", sorted(BRIEF))
@@ -224,8 +250,9 @@ def test_compare_chooses_the_pair_of_the_order_effect(grid: Path, tmp_path: Path
     rows = {r["language"]: r for r in read_csv(tmp_path / "out" / "order_effect.csv")}
     assert list(next(iter(rows.values())))[10:12] == ["english_only", "english_first"]
     for lang in ("de", "en", "fr"):  # english_only has no multilingual variant: it pairs with translate_train
-        assert float(rows[lang]["diff"]) == pytest.approx(seed_mean("english_only", lang)
-                                                          - seed_mean("english_first", lang), abs=5e-5)
+        assert float(rows[lang]["diff"]) == pytest.approx(
+            seed_mean("english_only", lang) - seed_mean("english_first", lang), abs=5e-5
+        )
     assert "english_only − english_first" in md
     for bad, needle in (("english_first", "two different orders"), ("joint,english_first", "no records of order")):
         rc, err = run_report("--results", str(grid), "--out", str(tmp_path / "x"), "--compare", bad)

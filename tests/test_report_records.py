@@ -71,8 +71,10 @@ def test_a_non_finite_score_is_marked_never_averaged_away(tmp_path: Path):
     assert row["fr"] != NA and main[("mnli", "translate_train", "multilingual_first")]["de"] != NA
     assert md_table(md, "Δ against")[("mnli", "translate_train", "english_first")]["de"] == NA
     assert "n/a‡: a score behind this number is not finite" in md and f"- {rel}: metrics.json" in md
-    summary = {(r["order"], r["selection"], r["split"], r["language"], r["metric"]): r
-               for r in read_csv(tmp_path / "t" / "summary.csv")}
+    summary = {
+        (r["order"], r["selection"], r["split"], r["language"], r["metric"]): r
+        for r in read_csv(tmp_path / "t" / "summary.csv")
+    }
     de = summary[("english_first", "en_dev", "test", "de", "accuracy")]
     assert de["mean"] == "" and de["n_seeds"] == "3" and de["seeds"] == "1;2;3"
     assert summary[("english_first", "oracle", "test", "de", "accuracy")]["mean"] != ""  # other selections intact
@@ -94,31 +96,61 @@ def test_each_number_shows_how_many_seeds_are_behind_it(tmp_path: Path):
     assert row["seeds"] == "3" and "(n=" not in row["de"] + row["en"]
     assert row["fr"] == f"{statistics.fmean(fr):.2f} ± {statistics.stdev(fr):.2f} (n=2)"
     assert row["avg"].endswith(" (n=2)") and row["avg_non_en"].endswith(" (n=2)")
-    summary = {(r["order"], r["selection"], r["split"], r["language"]): r
-               for r in read_csv(tmp_path / "t" / "summary.csv") if r["metric"] == "accuracy"}
+    summary = {
+        (r["order"], r["selection"], r["split"], r["language"]): r
+        for r in read_csv(tmp_path / "t" / "summary.csv")
+        if r["metric"] == "accuracy"
+    }
     assert summary[("english_first", "en_dev", "test", "fr")]["n_seeds"] == "2"
     assert summary[("english_first", "en_dev", "test", "avg")]["seeds"] == "1;2"
 
 
-def stage(name: str, key: str, steps: int, *, examples: int | None = None, seconds: float = 3600.0,
-          reused: bool = False, languages: tuple[str, ...] = ("en",), gpu_hours: float | None = None) -> dict:
-    out = {"name": name, "hash": key, "tasks": ["mnli"], "languages": list(languages), "steps": steps,
-           "seconds": seconds, "reused": reused}
+def stage(
+    name: str,
+    key: str,
+    steps: int,
+    *,
+    examples: int | None = None,
+    seconds: float = 3600.0,
+    reused: bool = False,
+    languages: tuple[str, ...] = ("en",),
+    gpu_hours: float | None = None,
+) -> dict:
+    out = {
+        "name": name,
+        "hash": key,
+        "tasks": ["mnli"],
+        "languages": list(languages),
+        "steps": steps,
+        "seconds": seconds,
+        "reused": reused,
+    }
     if examples is not None:
         out["examples"] = examples
     if gpu_hours is not None:
-        out["throughput"] = {"samples_per_second": 1.0, "tokens_per_second": 1.0, "padding_fraction": 0.1,
-                             "peak_memory_mb": 1.0, "mfu": 0.3, "gpu_hours": gpu_hours}
+        out["throughput"] = {
+            "samples_per_second": 1.0,
+            "tokens_per_second": 1.0,
+            "padding_fraction": 0.1,
+            "peak_memory_mb": 1.0,
+            "mfu": 0.3,
+            "gpu_hours": gpu_hours,
+        }
     return out
 
 
 def test_budget_table_gives_steps_and_examples_per_stage_and_order(tmp_path: Path):
     results = tmp_path / "results"
     expected = {}
-    for order, names in (("english_first", ("english", "multilingual")), ("multilingual_first", ("multilingual", "english"))):
+    for order, names in (
+        ("english_first", ("english", "multilingual")),
+        ("multilingual_first", ("multilingual", "english")),
+    ):
         for seed in (1, 2):
-            stages = [stage(n, f"{order}{seed}{n}", 100 * (i + 1) * seed, examples=3200 * (i + 1) * seed)
-                      for i, n in enumerate(names)] + [stage("target", f"t{order}{seed}", 10, examples=320)]
+            stages = [
+                stage(n, f"{order}{seed}{n}", 100 * (i + 1) * seed, examples=3200 * (i + 1) * seed)
+                for i, n in enumerate(names)
+            ] + [stage("target", f"t{order}{seed}", 10, examples=320)]
             write_record(results, order, seed, grid_scores(seed, order), stages=stages)
             for s in stages:
                 expected.setdefault((order, s["name"]), []).append((s["steps"], s["examples"]))
@@ -138,7 +170,13 @@ def test_budget_table_gives_steps_and_examples_per_stage_and_order(tmp_path: Pat
     older, _ = report(tmp_path / "older", tmp_path / "t3")
     assert "Examples: not in these records" in older
     assert list(md_table(older, "training budget")[("mnli", "translate_train", "english_first")]) == [
-        "task", "multilingual", "order", "seeds", "target steps", "total steps"]
+        "task",
+        "multilingual",
+        "order",
+        "seeds",
+        "target steps",
+        "total steps",
+    ]
 
 
 def test_compute_sums_trained_stages_once_and_projects_the_missing_cells(tmp_path: Path):
@@ -146,13 +184,28 @@ def test_compute_sums_trained_stages_once_and_projects_the_missing_cells(tmp_pat
     gpu = "NVIDIA H100 80GB HBM3 x4"
     shared = stage("english", "shared-english", 100, seconds=7200, gpu_hours=8.0)  # trained by seed 1's cell
     for seed in (1, 2):
-        stages = [dict(shared, reused=seed == 2), stage("multilingual", f"ml{seed}", 50, seconds=3600, gpu_hours=4.0),
-                  stage("target", f"t{seed}", 10, seconds=1800, gpu_hours=2.0)]
+        stages = [
+            dict(shared, reused=seed == 2),
+            stage("multilingual", f"ml{seed}", 50, seconds=3600, gpu_hours=4.0),
+            stage("target", f"t{seed}", 10, seconds=1800, gpu_hours=2.0),
+        ]
         write_record(results, "english_first", seed, grid_scores(seed, "english_first"), stages=stages, device=gpu)
-    write_record(results, "multilingual_first", 1, grid_scores(1, "multilingual_first"), device=gpu,
-                 stages=[stage("target", "mf-t1", 10, seconds=900)])  # no gpu_hours (older record): 0.25 h x 4 GPUs
-    write_record(results, "none", 1, grid_scores(1, "none"), device="x86_64 x2",
-                 stages=[stage("target", "cpu-t1", 10, seconds=5400)])  # CPU: 1.5 h x 2 processes
+    write_record(
+        results,
+        "multilingual_first",
+        1,
+        grid_scores(1, "multilingual_first"),
+        device=gpu,
+        stages=[stage("target", "mf-t1", 10, seconds=900)],
+    )  # no gpu_hours (older record): 0.25 h x 4 GPUs
+    write_record(
+        results,
+        "none",
+        1,
+        grid_scores(1, "none"),
+        device="x86_64 x2",
+        stages=[stage("target", "cpu-t1", 10, seconds=5400)],
+    )  # CPU: 1.5 h x 2 processes
     out = io.StringIO()
     with redirect_stdout(out):
         rc, err = run_report("--results", str(results), "--out", str(tmp_path / "t"), "--resamples", "9")
@@ -169,15 +222,20 @@ def test_compute_sums_trained_stages_once_and_projects_the_missing_cells(tmp_pat
     [line] = [ln for ln in out.getvalue().splitlines() if ln.startswith("compute:")]
     assert line.startswith(f"compute: {sum(map(sum, spent.values())):.2f} GPU-hours and 3.00 CPU-hours on trained")
     assert "about 1.00 GPU-hours and 3.00 CPU-hours more for the 2 missing cells (each missing cell costs" in line
-    assert md_table((tmp_path / "t" / "tables.md").read_text(), "Compute")[("PAWS-X", "tiny", "GPU")]["hours"] == "21.00"
+    assert (
+        md_table((tmp_path / "t" / "tables.md").read_text(), "Compute")[("PAWS-X", "tiny", "GPU")]["hours"] == "21.00"
+    )
 
 
 def test_languages_the_multilingual_stage_did_not_train_on_are_marked(tmp_path: Path):
     results = tmp_path / "results"
     for order in ("english_first", "multilingual_first"):
         for seed in (1, 2):
-            stages = [stage("english", f"e{order}{seed}", 10), stage("target", f"t{order}{seed}", 10),
-                      stage("multilingual", f"m{order}{seed}", 10, languages=("de", "es"))]
+            stages = [
+                stage("english", f"e{order}{seed}", 10),
+                stage("target", f"t{order}{seed}", 10),
+                stage("multilingual", f"m{order}{seed}", 10, languages=("de", "es")),
+            ]
             write_record(results, order, seed, grid_scores(seed, order), stages=stages)
     md, _ = report(results, tmp_path / "t")
     effect = md_table(md, "order effect")
@@ -207,11 +265,13 @@ def test_average_selection_stands_beside_the_other_selections():
     rows, row = [], ("mnli", "translate_train", "english_first")
     means = {"en_dev": 60.0, "oracle": 64.0, "last": 58.5, "average": 61.25}
     for selection, mean in means.items():
-        rows.append(("pawsx", "tiny", row[1], row[2], row[0], selection, "test", "avg_non_en", "accuracy", 2, mean,
-                     1.0, "1;2"))
+        rows.append(
+            ("pawsx", "tiny", row[1], row[2], row[0], selection, "test", "avg_non_en", "accuracy", 2, mean, 1.0, "1;2")
+        )
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
-    view = View("pawsx", "tiny", "test", "accuracy", ["de", "avg_non_en"], [row],
-                {(*row, "avg_non_en"): (60.0, 1.0, 2)})
+    view = View(
+        "pawsx", "tiny", "test", "accuracy", ["de", "avg_non_en"], [row], {(*row, "avg_non_en"): (60.0, 1.0, 2)}
+    )
     table = selections_table(view, Look(RAW, PLAIN_STYLE), summary)
     assert table.columns[3:] == ["en_dev", "oracle", "last", "average"]
     assert table.rows[0][3:] == [f"{m:.2f} ± 1.00" for m in means.values()]

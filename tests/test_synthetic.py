@@ -11,8 +11,16 @@ from xorder import lexicon
 from xorder.data import synthetic
 
 PAWSX = ["de", "en", "es", "fr", "ja", "ko", "zh"]
-KINDS = {"pawsx": "classification", "mnli": "classification", "sts": "regression", "hellaswag": "multiple_choice",
-         "commonsenseqa": "multiple_choice", "squad": "extractive_qa", "ccg": "tagging", "mlm": "mlm"}
+KINDS = {
+    "pawsx": "classification",
+    "mnli": "classification",
+    "sts": "regression",
+    "hellaswag": "multiple_choice",
+    "commonsenseqa": "multiple_choice",
+    "squad": "extractive_qa",
+    "ccg": "tagging",
+    "mlm": "mlm",
+}
 
 
 @pytest.mark.parametrize("task", sorted(KINDS))

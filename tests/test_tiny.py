@@ -28,7 +28,12 @@ def test_loads_with_auto_classes_and_has_xlmr_special_tokens(cache_dir: Path):
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForMaskedLM.from_pretrained(path)
     assert model.config.model_type == "xlm-roberta"
-    assert (tokenizer.cls_token_id, tokenizer.pad_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id) == (0, 1, 2, 3)
+    assert (tokenizer.cls_token_id, tokenizer.pad_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id) == (
+        0,
+        1,
+        2,
+        3,
+    )
     assert tokenizer.mask_token_id == len(tokenizer) - 1 == model.config.vocab_size - 1
     ids = tokenizer("the kind cat sees Anna .", "Anna")["input_ids"]
     assert ids[0] == 0 and ids[-1] == 2 and 3 not in ids  # no unknown pieces on the synthetic lexicon

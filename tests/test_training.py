@@ -18,8 +18,13 @@ from xorder.data.batching import LengthGroupedBatchSampler
 from xorder.errors import XorderError
 from xorder.stage_cache import StageDir
 
-FAST = ("trainer.intermediate.max_steps=12", "trainer.target.max_steps=12", "trainer.eval_every=4",
-        "trainer.log_every=4", "data.synthetic_examples=200")
+FAST = (
+    "trainer.intermediate.max_steps=12",
+    "trainer.target.max_steps=12",
+    "trainer.eval_every=4",
+    "trainer.log_every=4",
+    "data.synthetic_examples=200",
+)
 
 
 def test_a_short_run_sees_batches_from_the_whole_length_range():
@@ -43,9 +48,15 @@ def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     cache = fresh_cache(cache_dir, tmp_path / "cache")
-    metrics, record = run_demo_cell(cache, tmp_path / "results", "order=english_only", *FAST,
-                                    "trainer.trackers=[tensorboard]", "trainer.freeze_embeddings=true",
-                                    "trainer.batch_size=auto")
+    metrics, record = run_demo_cell(
+        cache,
+        tmp_path / "results",
+        "order=english_only",
+        *FAST,
+        "trainer.trackers=[tensorboard]",
+        "trainer.freeze_embeddings=true",
+        "trainer.batch_size=auto",
+    )
     for stage in metrics["stages"]:
         speed = stage["throughput"]
         assert speed["samples_per_second"] > 0 and speed["tokens_per_second"] > speed["samples_per_second"]
@@ -74,14 +85,22 @@ def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: 
     events = EventAccumulator(str(record / "tracking"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
-    assert {"english/loss", "english/lr", "target/loss", "target/dev/de/accuracy", "target/test/zh/accuracy",
-            "selected/average/test/de/accuracy", "throughput/target/samples_per_second"} <= tags
+    assert {
+        "english/loss",
+        "english/lr",
+        "target/loss",
+        "target/dev/de/accuracy",
+        "target/test/zh/accuracy",
+        "selected/average/test/de/accuracy",
+        "throughput/target/samples_per_second",
+    } <= tags
     assert [e.step for e in events.Scalars("target/dev/en/accuracy")] == [4, 8, 12]
 
 
 @pytest.mark.slow
-def test_a_tracker_without_its_package_stops_with_the_pip_command(cache_dir: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch):
+def test_a_tracker_without_its_package_stops_with_the_pip_command(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     from xorder import tracking
 
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
@@ -90,8 +109,9 @@ def test_a_tracker_without_its_package_stops_with_the_pip_command(cache_dir: Pat
     missing = next((name for name in ("wandb", "mlflow") if importlib.util.find_spec(name) is None), None)
     if missing is None:
         return  # both installed here: the check above is the whole test
-    out = xorder_cli("run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", *FAST,
-                                            f"trainer.trackers=[{missing}]"))
+    out = xorder_cli(
+        "run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", *FAST, f"trainer.trackers=[{missing}]")
+    )
     assert out.returncode == 2, out.stderr[-2000:]
     errors = [line for line in out.stderr.splitlines() if line.startswith("xorder: error:")]
     assert len(errors) == 1 and f"pip install {missing}" in errors[0] and "Traceback" not in out.stderr
@@ -108,9 +128,17 @@ def test_a_diverging_stage_stops_and_writes_no_record(cache_dir: Path, tmp_path:
 
 @pytest.mark.slow
 def test_a_joint_stage_trains_the_steps_of_both_sequential_stages(cache_dir: Path, tmp_path: Path):
-    metrics, _ = run_demo_cell(cache_dir, tmp_path / "results", "order=joint", "trainer.intermediate.max_steps=12",
-                               "trainer.multilingual.max_steps=8", "trainer.target.max_steps=9",
-                               "target.evaluations=3", "trainer.eval_every=100", "data.synthetic_examples=200")
+    metrics, _ = run_demo_cell(
+        cache_dir,
+        tmp_path / "results",
+        "order=joint",
+        "trainer.intermediate.max_steps=12",
+        "trainer.multilingual.max_steps=8",
+        "trainer.target.max_steps=9",
+        "target.evaluations=3",
+        "trainer.eval_every=100",
+        "data.synthetic_examples=200",
+    )
     joint, target = metrics["stages"]
     assert joint["steps"] == 12 + 8  # matched: the English stage's 12 steps and the multilingual stage's 8
     summary = StageDir(cache_dir / "stages" / target["hash"]).summary

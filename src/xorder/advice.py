@@ -14,13 +14,18 @@ def learning_rates(cfg: XorderConfig) -> list[str]:
     if not cfg.model.lr_range:
         return []
     low, high = cfg.model.lr_range
-    phases = {"intermediate": cfg.trainer.intermediate, "multilingual": cfg.trainer.multilingual,
-              "target": cfg.trainer.target}
+    phases = {
+        "intermediate": cfg.trainer.intermediate,
+        "multilingual": cfg.trainer.multilingual,
+        "target": cfg.trainer.target,
+    }
     out = []
     for name, phase in phases.items():
         lr = phase.lr if phase.lr is not None else cfg.trainer.lr
         if not low / FAR <= lr <= high * FAR:
             key = f"trainer.{name}.lr" if phase.lr is not None else "trainer.lr"
-            out.append(f"{key}={lr:g} is far outside model {cfg.model.name}'s recommended range {low:g}..{high:g} "
-                       f"(conf/model/{cfg.model.name}.yaml): the {name} stage may learn nothing or diverge")
+            out.append(
+                f"{key}={lr:g} is far outside model {cfg.model.name}'s recommended range {low:g}..{high:g} "
+                f"(conf/model/{cfg.model.name}.yaml): the {name} stage may learn nothing or diverge"
+            )
     return out

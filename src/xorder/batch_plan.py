@@ -27,28 +27,33 @@ def split(effective: int, processes: int, fits: Callable[[int], bool]) -> tuple[
     """(micro-batch per process, accumulation steps) with micro × accumulation × processes = effective: the
     largest micro-batch that divides the per-process share and fits."""
     if effective % processes:
-        raise XorderError(f"trainer.effective_batch_size={effective} cannot be split over {processes} processes: "
-                          "choose a multiple of the number of processes")
+        raise XorderError(
+            f"trainer.effective_batch_size={effective} cannot be split over {processes} processes: "
+            "choose a multiple of the number of processes"
+        )
     share = effective // processes
     micro = share
     while micro > 1 and (share % micro or not fits(micro)):
         micro -= 1
     if not fits(micro):
-        raise XorderError(f"not even one example of this stage fits the device: lower trainer.max_length "
-                          f"(or use a smaller model)")
+        raise XorderError(
+            "not even one example of this stage fits the device: lower trainer.max_length (or use a smaller model)"
+        )
     return micro, share // micro
 
 
-def plan(effective: int, accelerator: Any, key: list[Any], cache_dir: str,
-         probe: Callable[[int], None]) -> tuple[int, int]:
+def plan(
+    effective: int, accelerator: Any, key: list[Any], cache_dir: str, probe: Callable[[int], None]
+) -> tuple[int, int]:
     """The (micro-batch, accumulation) of a stage; `probe(n)` trains one step on n of its longest rows and raises
     the device's out-of-memory error when they do not fit; `key` names what the answer depends on."""
     import torch
 
     if accelerator.device.type != "cuda":
         return split(effective, accelerator.num_processes, lambda n: True)
-    name = hashlib.sha256(json.dumps([*key, torch.cuda.get_device_name(accelerator.device),
-                                      accelerator.mixed_precision]).encode()).hexdigest()[:16]
+    name = hashlib.sha256(
+        json.dumps([*key, torch.cuda.get_device_name(accelerator.device), accelerator.mixed_precision]).encode()
+    ).hexdigest()[:16]
     path = Path(cache_dir).expanduser() / CACHE
     known = read_json(path) or {}
     if name in known:
@@ -72,8 +77,13 @@ def plan(effective: int, accelerator: Any, key: list[Any], cache_dir: str,
         micro, accumulation = agreed
     if accelerator.is_main_process:
         write_json(path, {**(read_json(path) or {}), name: micro})
-    log.info("batch_size=auto: micro-batch %d x %d accumulation steps x %d processes = %d", micro, accumulation,
-             accelerator.num_processes, effective)
+    log.info(
+        "batch_size=auto: micro-batch %d x %d accumulation steps x %d processes = %d",
+        micro,
+        accumulation,
+        accelerator.num_processes,
+        effective,
+    )
     return micro, accumulation
 
 

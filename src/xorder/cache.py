@@ -50,18 +50,31 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    top = _Parser(prog="xorder cache", description=__doc__.split("\n\n", 1)[1],
-                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = _Parser(
+        prog="xorder cache",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = top.add_subparsers(dest="action", required=True, metavar="{list,clean}")
     common = _Parser(add_help=False)
-    common.add_argument("--cache-dir", default=XorderConfig.cache_dir,
-                        help="the cache_dir of the runs (default: %(default)s, as in conf/config.yaml)")
-    common.add_argument("--results", action="append", metavar="DIR",
-                        help="a results_dir whose records count as users of stages; repeatable (default: results)")
+    common.add_argument(
+        "--cache-dir",
+        default=XorderConfig.cache_dir,
+        help="the cache_dir of the runs (default: %(default)s, as in conf/config.yaml)",
+    )
+    common.add_argument(
+        "--results",
+        action="append",
+        metavar="DIR",
+        help="a results_dir whose records count as users of stages; repeatable (default: results)",
+    )
     sub.add_parser("list", parents=[common], help="every stage: hash, what it trained, size, age, state, records")
     clean = sub.add_parser("clean", parents=[common], help="delete stages (a dry run unless --yes)")
-    clean.add_argument("--unused", action="store_true",
-                       help="complete stages that no record under --results names (a record elsewhere may!)")
+    clean.add_argument(
+        "--unused",
+        action="store_true",
+        help="complete stages that no record under --results names (a record elsewhere may!)",
+    )
     clean.add_argument("--older-than", type=float, metavar="DAYS", help="stages last written more than DAYS ago")
     clean.add_argument("--all", action="store_true", help="every stage")
     clean.add_argument("--yes", action="store_true", help="delete; without it, only say what would be deleted")
@@ -87,13 +100,17 @@ def main(args: list[str]) -> int:
     if not options.yes:
         for stage in chosen:
             print(f"would delete {stage.name}  {stage.what}  {human(stage.size)}")
-        print(f"would delete {len(chosen)} stage{'s' * (len(chosen) != 1)}, {human(total)}"
-              f"{_busy(busy)}; run again with --yes to delete")
+        print(
+            f"would delete {len(chosen)} stage{'s' * (len(chosen) != 1)}, {human(total)}"
+            f"{_busy(busy)}; run again with --yes to delete"
+        )
         return 0
     deleted = [s for s in chosen if delete(s.folder)]
     kept = [s for s in chosen if s not in deleted]
-    print(f"deleted {len(deleted)} stage{'s' * (len(deleted) != 1)}, {human(sum(s.size for s in deleted))} freed"
-          f"{_busy(busy + kept)}")
+    print(
+        f"deleted {len(deleted)} stage{'s' * (len(deleted) != 1)}, {human(sum(s.size for s in deleted))} freed"
+        f"{_busy(busy + kept)}"
+    )
     return 0
 
 
@@ -135,9 +152,12 @@ def stage_users(results: list[Path]) -> dict[str, list[str]]:
 
 def select(stages: list[Stage], unused: bool, older_than: float | None, now: float) -> list[Stage]:
     """The stages that match every given condition (--all alone matches every stage)."""
-    return [s for s in stages
-            if (not unused or (s.state == "complete" and not s.records))
-            and (older_than is None or s.age_days(now) > older_than)]
+    return [
+        s
+        for s in stages
+        if (not unused or (s.state == "complete" and not s.records))
+        and (older_than is None or s.age_days(now) > older_than)
+    ]
 
 
 def delete(folder: StageDir) -> bool:
@@ -160,17 +180,22 @@ def listing(stages: list[Stage], root: Path) -> str:
         rows.append((s.name, s.what, human(s.size), f"{s.age_days(now):.1f} d", s.state, used))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths)) + "  " + row[5] for row in rows]
-    others = [f"{p.name} {human(_usage(p)[0])}" for p in sorted(root.parent.iterdir())
-              if p.is_dir() and p != root] if root.parent.is_dir() else []
-    lines.append(f"{len(stages)} stage{'s' * (len(stages) != 1)}, {human(sum(s.size for s in stages))} in {root}"
-                 + (f"; also in {root.parent}: {', '.join(others)}" if others else ""))
+    others = (
+        [f"{p.name} {human(_usage(p)[0])}" for p in sorted(root.parent.iterdir()) if p.is_dir() and p != root]
+        if root.parent.is_dir()
+        else []
+    )
+    lines.append(
+        f"{len(stages)} stage{'s' * (len(stages) != 1)}, {human(sum(s.size for s in stages))} in {root}"
+        + (f"; also in {root.parent}: {', '.join(others)}" if others else "")
+    )
     return "\n".join(lines)
 
 
 def _usage(path: Path) -> tuple[int, float]:
     """(bytes of every file under `path`, the latest time one of them or a folder was written)."""
     size, modified = 0, path.stat().st_mtime
-    for top, dirs, files in os.walk(path):
+    for top, _dirs, files in os.walk(path):
         modified = max(modified, os.stat(top).st_mtime)
         for name in files:
             info = os.lstat(os.path.join(top, name))

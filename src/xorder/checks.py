@@ -25,7 +25,8 @@ import functools
 import math
 import sys
 import typing
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -113,7 +114,7 @@ def _opt(node: Any, key: str) -> Any:
 # ------------------------------------------------------------------------------------- unknown keys
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fields(cls: type) -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -138,8 +139,9 @@ def _keys(node: DictConfig, cls: type, path: str) -> None:
             where = path.rstrip(".") or "the top level"
             close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.6)
             hint = f"did you mean {' or '.join(path + c for c in close)}? " if close else ""
-            raise XorderError(f"unknown key {path}{key} (given as +{path}{key}=...): {hint}"
-                              f"valid keys of {where}: {', '.join(fields)}")
+            raise XorderError(
+                f"unknown key {path}{key} (given as +{path}{key}=...): {hint}valid keys of {where}: {', '.join(fields)}"
+            )
         _descend(node._get_node(key), fields[key], f"{path}{key}")
 
 
@@ -164,7 +166,9 @@ def _trainer(cfg: Any) -> None:
     _greater("trainer.lr", trainer.lr, 0, " (e.g. 1e-5)")
     for key in COUNTS:
         if not (key == "batch_size" and trainer.batch_size == "auto"):
-            _at_least(f"trainer.{key}", getattr(trainer, key), 1, " (batch_size may also be auto)" * (key == "batch_size"))
+            _at_least(
+                f"trainer.{key}", getattr(trainer, key), 1, " (batch_size may also be auto)" * (key == "batch_size")
+            )
     _at_least("trainer.effective_batch_size", trainer.effective_batch_size, 1)
     _greater("trainer.adam_epsilon", trainer.adam_epsilon, 0)
     _interval("trainer.warmup_ratio", trainer.warmup_ratio, 0, 1, closed_low=True)
@@ -214,8 +218,7 @@ def _top(cfg: Any) -> None:
         _at_least("target.evaluations", cfg.target.evaluations, 1, " (or null: every trainer.eval_every steps)")
     _interval("multilingual.mlm_probability", variant.mlm_probability, 0, 1, closed_low=False)
     if variant.max_examples_per_language is not None:
-        _at_least("multilingual.max_examples_per_language", variant.max_examples_per_language, 1,
-                  " (or null: no cap)")
+        _at_least("multilingual.max_examples_per_language", variant.max_examples_per_language, 1, " (or null: no cap)")
 
 
 def _tables(cfg: Any) -> list[tuple[str, Any]]:
@@ -231,8 +234,9 @@ def _chosen(key: str, spec: Any, preferred: str | None, translations: bool) -> s
     """The name of the source (or translations) entry `spec` reads, checked against its table; None when it
     names none (tasks without translations: the multilingual stage reports that when it needs them)."""
     table = spec.translations if translations else spec.sources
-    field, default_field = ("translation_source", "default_translation_source") if translations \
-        else ("source", "default_source")
+    field, default_field = (
+        ("translation_source", "default_translation_source") if translations else ("source", "default_source")
+    )
     chosen, default = getattr(spec, field), getattr(spec, default_field)
     what = "machine-translated training data" if translations else "data source"
     owner = "the MLM text" if key == "multilingual.text" else f"{key.split('.')[0]} {spec.name}"
@@ -270,8 +274,12 @@ def _specs(cfg: Any) -> None:
                 _at_least(f"{key}.sources.{name}.max_examples", source.max_examples, 1, " (or null: no cap)")
         known |= set(spec.sources) | set(spec.translations)
     if preferred is not None and preferred not in known:
-        raise _bad("data.source", preferred, f"no task or target of this cell has that source "
-                                             f"(valid: {', '.join(sorted(known))}, or null: each task's default)")
+        raise _bad(
+            "data.source",
+            preferred,
+            f"no task or target of this cell has that source "
+            f"(valid: {', '.join(sorted(known))}, or null: each task's default)",
+        )
     for key, spec in _tables(cfg):
         _chosen(key, spec, preferred, translations=False)
         if not key.startswith("multilingual"):
@@ -313,13 +321,19 @@ def _languages(cfg: Any) -> None:
             continue
         where = f"{key}'s {name} source"
         if key != "multilingual.text" and spec.train_language not in accepted:  # MLM text has no training language
-            raise _bad(f"{key}.train_language", spec.train_language,
-                       f"{where} has no such language (valid: {_listed(accepted)})")
+            raise _bad(
+                f"{key}.train_language",
+                spec.train_language,
+                f"{where} has no such language (valid: {_listed(accepted)})",
+            )
         if key == "target":
             for lang in spec.languages:
                 if lang not in accepted:
-                    raise _bad("target.languages", list(spec.languages),
-                               f"{lang!r} is not a language of {where} (valid: {_listed(accepted)})")
+                    raise _bad(
+                        "target.languages",
+                        list(spec.languages),
+                        f"{lang!r} is not a language of {where} (valid: {_listed(accepted)})",
+                    )
     wanted = cfg.multilingual.languages
     if wanted is None or not any(stage in ("multilingual", "joint") for stage in cfg.order.stages):
         return
@@ -332,8 +346,11 @@ def _languages(cfg: Any) -> None:
     for lang in wanted:
         for what, source in sources:
             if source.format == "synthetic" and source.languages is None and lang not in _synthetic_languages():
-                raise _bad("multilingual.languages", list(wanted),
-                           f"{lang!r} is not a language of {what} (valid: {_listed(_synthetic_languages())})")
+                raise _bad(
+                    "multilingual.languages",
+                    list(wanted),
+                    f"{lang!r} is not a language of {what} (valid: {_listed(_synthetic_languages())})",
+                )
         if any(langs is None or lang in langs for langs in offered.values()) or lang in study:
             continue
         listing = "; ".join(f"{what}: {_listed(langs)}" for what, langs in offered.items() if langs is not None)

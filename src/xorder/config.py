@@ -12,7 +12,6 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING
 
 
-
 @dataclass
 class SplitConfig:
     """Where one split of a source lives; unset fields fall back to the source's own."""

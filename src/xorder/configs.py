@@ -30,8 +30,7 @@ class Arguments:
 
 def arguments(args: list[str], command: str) -> Arguments:
     """`-m`, `--config-dir DIR` (`-cd`, repeatable) and Hydra overrides, taken as `xorder run` takes them."""
-    parser = argparse.ArgumentParser(prog=f"xorder {command}", add_help=False, allow_abbrev=False,
-                                     exit_on_error=False)
+    parser = argparse.ArgumentParser(prog=f"xorder {command}", add_help=False, allow_abbrev=False, exit_on_error=False)
     parser.add_argument("-m", "--multirun", action="store_true")
     parser.add_argument("-cd", "--config-dir", action="append", default=[])
     parser.add_argument("overrides", nargs="*")
@@ -40,8 +39,10 @@ def arguments(args: list[str], command: str) -> Arguments:
     except argparse.ArgumentError as err:
         raise XorderError(f"{command}: {err}") from err
     if unknown:
-        raise XorderError(f"{command} does not take {unknown[0]!r}; it takes Hydra overrides, -m and "
-                          "--config-dir DIR (as `xorder run` does)")
+        raise XorderError(
+            f"{command} does not take {unknown[0]!r}; it takes Hydra overrides, -m and "
+            "--config-dir DIR (as `xorder run` does)"
+        )
     for folder in given.config_dir:
         if not os.path.isdir(folder):
             raise XorderError(f"--config-dir {folder}: no such directory")
@@ -88,8 +89,8 @@ def _hydra(overrides: list[str]) -> Iterator[tuple[Any, list[str]]]:
     register_resolvers()
     entries, rest = _split_searchpath(overrides)
     for entry in entries:
-        if entry.startswith("file://") and not os.path.isdir(entry[len("file://"):]):
-            raise XorderError(f"{SEARCHPATH}: {entry[len('file://'):]} is not a directory")
+        if entry.startswith("file://") and not os.path.isdir(entry[len("file://") :]):
+            raise XorderError(f"{SEARCHPATH}: {entry[len('file://') :]} is not a directory")
     search_path = create_config_search_path(PACKAGE)
     for entry in entries:
         search_path.prepend("command-line", entry, anchor=SearchPathQuery(provider="schema"))
@@ -143,8 +144,9 @@ def expand(args: list[str], command: str = "run") -> list[list[str]]:
     from hydra.errors import HydraException
 
     given = arguments(args, command)
-    kept = [o for o in given.overrides
-            if not o.lstrip("+~").startswith(("hydra.", "hydra/")) or o.startswith(SEARCHPATH)]
+    kept = [
+        o for o in given.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/")) or o.startswith(SEARCHPATH)
+    ]
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(kept)
@@ -174,6 +176,7 @@ def describe(args: list[str]) -> str:
     if given.multirun:
         raise XorderError("tasks lists the options and takes no -m")
     with _hydra(given.overrides) as (loader, overrides):
+
         def group(name: str) -> list[str]:
             return sorted(loader.get_group_options(name))
 
@@ -183,11 +186,14 @@ def describe(args: list[str]) -> str:
         cfg = _compose([f"task=[{','.join(group('task'))}]", *overrides])
         lines = ["intermediate tasks (task=NAME, several as task=[a,b]; * marks the default source):"]
         for name, spec in cfg.task.items():
-            default = spec.translations.get(spec.default_translation_source) if spec.default_translation_source \
-                else None
+            default = (
+                spec.translations.get(spec.default_translation_source) if spec.default_translation_source else None
+            )
             translated = "" if default is None else f" [{' '.join(default.languages) if default.languages else 'any'}]"
-            extra = f"languages: {spec.train_language}; translations: " \
-                    f"{_names(spec.translations, spec.default_translation_source)}{translated}"
+            extra = (
+                f"languages: {spec.train_language}; translations: "
+                f"{_names(spec.translations, spec.default_translation_source)}{translated}"
+            )
             lines.append(_task_line(name, spec, extra))
         lines += ["", "targets (target=NAME; English training, evaluated per language):"]
         for name in group("target"):
@@ -196,8 +202,9 @@ def describe(args: list[str]) -> str:
         lines += ["", "orders (order=NAME): stages before the target"]
         for name in group("order"):
             order = raw("order", name)
-            lines.append(f"  {name:<19} {' -> '.join([*order.get('stages', []), 'target']):<36} "
-                         f"{order.get('description', '')}")
+            lines.append(
+                f"  {name:<19} {' -> '.join([*order.get('stages', []), 'target']):<36} {order.get('description', '')}"
+            )
         lines += ["", "multilingual variants (multilingual=NAME):"]
         for name in group("multilingual"):
             variant = raw("multilingual", name)

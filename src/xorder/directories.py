@@ -71,8 +71,9 @@ def private(cfg: Any, hydra: Any = None) -> None:
         folder = ""
     if folder:
         static = folder.split("%", 1)[0]
-        paths.append(Path(os.path.abspath(os.path.expanduser(static if static.endswith("/") else
-                                                              os.path.dirname(static)))))
+        paths.append(
+            Path(os.path.abspath(os.path.expanduser(static if static.endswith("/") else os.path.dirname(static))))
+        )
     for path in paths:
         probe = _nearest(path)
         try:
@@ -91,4 +92,5 @@ def private(cfg: Any, hydra: Any = None) -> None:
         raise XorderError(
             f"results_dir={value} is unsafe for the submitit (Slurm) launcher: {why}; submitit pickles every job "
             f"into it and the job unpickles that file, so a job file another user can replace runs their code as "
-            f"you; fix: {fix}, or choose a private results_dir=PATH")
+            f"you; fix: {fix}, or choose a private results_dir=PATH"
+        )

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from xorder.config import TaskConfig
 from xorder.data.stage import EvalSet
 from xorder.errors import XorderError
 
@@ -64,15 +65,17 @@ def score(evalset: EvalSet, index: torch.Tensor, preds: list[torch.Tensor]) -> E
     features, first = np.unique(index.numpy(), return_index=True)
     flat = torch.cat(preds)[torch.from_numpy(first)]
     if flat.is_floating_point() and not torch.isfinite(flat).all():
-        raise XorderError(f"{evalset.key}: the model predicts NaN or infinite values: its weights diverged "
-                          "(lower the learning rate)")
+        raise XorderError(
+            f"{evalset.key}: the model predicts NaN or infinite values: its weights diverged (lower the learning rate)"
+        )
     chosen = evalset.features.select(features.tolist())
     rows = [int(r) for r in chosen["row"]]
     if len(set(rows)) != len(evalset.examples):
         raise RuntimeError(f"{evalset.key}: predictions for {len(set(rows))} of {len(evalset.examples)} examples")
     scored = kind.score(evalset.task, evalset.examples, chosen, rows, flat)
-    return EvalResult(evalset.head, evalset.split, evalset.language, scored.metrics, scored.ids, scored.gold,
-                      scored.prediction)
+    return EvalResult(
+        evalset.head, evalset.split, evalset.language, scored.metrics, scored.ids, scored.gold, scored.prediction
+    )
 
 
 def nest(items: list[tuple[str, str, str, dict[str, float]]]) -> dict[str, Any]:
@@ -89,14 +92,16 @@ def primary(task: TaskConfig) -> str:
     return task.metrics[0]
 
 
-def select(history: list[dict[str, Any]], train_language: str, primary_metric: str,
-           average: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+def select(
+    history: list[dict[str, Any]], train_language: str, primary_metric: str, average: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
     """Scores of each selection from the evaluation history of one target run.
 
     history: [{"step": int, "scores": {split: {lang: {metric: value}}}}, ...] in training order; `average`: the
     evaluation of the mean of those checkpoints' weights, in the same shape (its step: the last one averaged).
     Returns {selection: {"scores": {...}, "steps": {split: {lang: step}}}}; ties go to the earlier step.
     """
+
     def dev(entry: dict[str, Any], lang: str) -> float | None:
         return entry["scores"].get("dev", {}).get(lang, {}).get(primary_metric)
 

@@ -8,8 +8,8 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -98,8 +98,9 @@ def digests(root: Path, relative: list[str] | None = None) -> dict[str, str]:
     marker records so that a later reader can tell intact files from damaged ones."""
     import hashlib
 
-    names = relative if relative is not None else sorted(
-        str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    names = (
+        relative if relative is not None else sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    )
     out = {}
     for name in names:
         with open(root / name, "rb") as handle:

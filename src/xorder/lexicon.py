@@ -11,7 +11,20 @@ from typing import Any
 
 VERSION = 2  # of the synthetic data: changes every synthetic split (and so every stage that reads one)
 
-NOUNS_LIVING = ["cat", "dog", "horse", "bird", "farmer", "teacher", "child", "doctor", "lion", "fish", "baker", "singer"]
+NOUNS_LIVING = [
+    "cat",
+    "dog",
+    "horse",
+    "bird",
+    "farmer",
+    "teacher",
+    "child",
+    "doctor",
+    "lion",
+    "fish",
+    "baker",
+    "singer",
+]
 NOUNS_OBJECT = ["table", "car", "book", "house", "stone", "chair", "phone", "cup", "lamp", "boat", "door", "clock"]
 ADJ_POSITIVE = ["good", "happy", "kind", "bright", "calm", "clean", "brave", "gentle"]
 ADJ_NEGATIVE = ["bad", "sad", "cruel", "dark", "angry", "dirty", "lazy", "rude"]
@@ -42,7 +55,10 @@ _SCRIPTS: dict[str, tuple[str, str]] = {
     "th": ("กขคงจฉชซฌญฎฏฐฑฒณดตถทธนบปผฝพฟภมยรลวศษสหฬอฮ", "ะาิีึืุูเแโ"),
     "ja": ("", "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわん"),
     "ko": ("", "가나다라마바사아자차카타파하거너더러머버서어저처고노도로모보소오조초"),
-    "zh": ("", "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现"),
+    "zh": (
+        "",
+        "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可她里后小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从动两长知民样现",
+    ),
 }
 _SOV = {"ja", "ko", "tr", "hi", "ur"}
 _ADJ_AFTER = {"es", "fr", "it", "pt", "vi", "ar", "ur", "th", "sw"}
@@ -86,8 +102,13 @@ def lexicon(lang: str) -> dict[str, str]:
 def tag(concept: str) -> str:
     """The part-of-speech-like tag of a concept (the synthetic tagging task's labels)."""
     for name, group in (
-        ("ADJ_POS", ADJ_POSITIVE), ("ADJ_NEG", ADJ_NEGATIVE), ("ADJ_NEU", ADJ_NEUTRAL),
-        ("NOUN_LIV", NOUNS_LIVING), ("NOUN_OBJ", NOUNS_OBJECT), ("VERB", VERBS), ("NAME", NAMES),
+        ("ADJ_POS", ADJ_POSITIVE),
+        ("ADJ_NEG", ADJ_NEGATIVE),
+        ("ADJ_NEU", ADJ_NEUTRAL),
+        ("NOUN_LIV", NOUNS_LIVING),
+        ("NOUN_OBJ", NOUNS_OBJECT),
+        ("VERB", VERBS),
+        ("NAME", NAMES),
     ):
         if concept in group:
             return name

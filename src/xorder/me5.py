@@ -41,13 +41,20 @@ DTYPE_F32, DTYPE_Q4_0 = 0, 1
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 # file name -> BertModel name, per layer (prefix "l{i}." -> "encoder.layer.{i}.")
 LAYER_NAMES = {
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
-    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "ao": "attention.output.dense",
+    "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense",
+    "fo": "output.dense",
+    "oln": "output.LayerNorm",
 }
 EMBEDDING_NAMES = {
-    "emb.word": "embeddings.word_embeddings", "emb.pos": "embeddings.position_embeddings",
-    "emb.type": "embeddings.token_type_embeddings", "emb.ln": "embeddings.LayerNorm",
+    "emb.word": "embeddings.word_embeddings",
+    "emb.pos": "embeddings.position_embeddings",
+    "emb.type": "embeddings.token_type_embeddings",
+    "emb.ln": "embeddings.LayerNorm",
 }
 SUFFIXES = {"w": "weight", "b": "bias"}
 
@@ -132,7 +139,7 @@ class Q4File:
         t = self.tensors[key]
         if t.count != int(np.prod(shape)):
             raise XorderError(f"{FILENAME}: tensor {key} has {t.count} values, expected shape {shape}")
-        raw = self.data[t.offset:t.offset + t.nbytes]
+        raw = self.data[t.offset : t.offset + t.nbytes]
         if t.dtype == DTYPE_F32:
             if t.nbytes != 4 * t.count:
                 raise XorderError(f"{FILENAME}: tensor {key} has {t.nbytes} bytes for {t.count} fp32 values")
@@ -158,11 +165,11 @@ def dequantize_q4_0(blocks: np.ndarray, out: np.ndarray | None = None, chunk: in
     if out.shape != (len(blocks), QK) or out.dtype != np.float32:
         raise ValueError(f"out must be float32 of shape {(len(blocks), QK)}, not {out.dtype} {out.shape}")
     for start in range(0, len(blocks), chunk):
-        part = blocks[start:start + chunk]
+        part = blocks[start : start + chunk]
         qs = part["qs"]
-        values = out[start:start + len(part)]
+        values = out[start : start + len(part)]
         values[:, : QK // 2] = (qs & 0x0F).astype(np.int8) - 8
-        values[:, QK // 2:] = (qs >> 4).astype(np.int8) - 8
+        values[:, QK // 2 :] = (qs >> 4).astype(np.int8) - 8
         values *= part["d"].astype(np.float32)[:, None]
     return out.reshape(-1)
 
@@ -195,7 +202,7 @@ def read(file: Path) -> Q4File:
     pos += 4 * (count + 1)
     scores = np.frombuffer(data, dtype="<f4", count=count, offset=pos).copy()
     pos += 4 * count
-    blob = bytes(data[pos:pos + blob_len])
+    blob = bytes(data[pos : pos + blob_len])
     pos += blob_len
     pieces = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
@@ -207,27 +214,51 @@ def read(file: Path) -> Q4File:
         pos += 5 + 4 * n
         table[chr(cp)] = "".join(map(chr, out))
     if pos != end:
-        raise XorderError(f"{file}: normalization table is {norm_len} bytes but its entries span {pos - end + norm_len}")
+        raise XorderError(
+            f"{file}: normalization table is {norm_len} bytes but its entries span {pos - end + norm_len}"
+        )
 
     (n_tensors,) = take("i")
     tensors = {}
     for _ in range(n_tensors):
         (name_len,) = take("H")
-        key = bytes(data[pos:pos + name_len]).decode("ascii")
+        key = bytes(data[pos : pos + name_len]).decode("ascii")
         pos += name_len
         dtype, n_values, offset, nbytes = take("BIQQ")
         if offset + nbytes > len(data):
             raise XorderError(f"{file}: tensor {key} lies past the end of the file (truncated download?)")
         tensors[key] = Tensor(key, dtype, n_values, offset, nbytes)
-    return Q4File(data, hidden, layers, heads, ffn, vocab, max_positions, type_vocab, eps, pieces, scores, bos, eos,
-                  pad, unk, table, tensors)
+    return Q4File(
+        data,
+        hidden,
+        layers,
+        heads,
+        ffn,
+        vocab,
+        max_positions,
+        type_vocab,
+        eps,
+        pieces,
+        scores,
+        bos,
+        eos,
+        pad,
+        unk,
+        table,
+        tensors,
+    )
 
 
 def bert_state(q: Q4File):
     """(BertModel parameter name, file tensor name, shape) for every tensor, one-to-one."""
     h, f = q.hidden, q.ffn
-    shapes = {"emb.word.w": (q.vocab, h), "emb.pos.w": (q.max_positions, h), "emb.type.w": (q.type_vocab, h),
-              "emb.ln.w": (h,), "emb.ln.b": (h,)}
+    shapes = {
+        "emb.word.w": (q.vocab, h),
+        "emb.pos.w": (q.max_positions, h),
+        "emb.type.w": (q.type_vocab, h),
+        "emb.ln.w": (h,),
+        "emb.ln.b": (h,),
+    }
     for key, shape in shapes.items():
         prefix, suffix = key.rsplit(".", 1)
         # the embedding tables are stored without the ".w" suffix
@@ -271,8 +302,10 @@ def tokenizer_object(q: Q4File) -> Any:
     ids = {piece: i for i, piece in enumerate(q.pieces)}
     missing = [s for s in SPECIALS if s not in ids]
     if missing or len(ids) != len(q.pieces) or (q.bos, q.pad, q.eos, q.unk) != (0, 1, 2, 3):
-        raise XorderError(f"{FILENAME}: not XLM-R's vocabulary layout (specials missing: {missing}, "
-                          f"bos/pad/eos/unk {q.bos}/{q.pad}/{q.eos}/{q.unk})")
+        raise XorderError(
+            f"{FILENAME}: not XLM-R's vocabulary layout (specials missing: {missing}, "
+            f"bos/pad/eos/unk {q.bos}/{q.pad}/{q.eos}/{q.unk})"
+        )
     tok = Tokenizer(Unigram(list(zip(q.pieces, q.scores.astype(float).tolist())), unk_id=q.unk, byte_fallback=False))
     tok.normalizer = normalizers.Precompiled(precompiled_charsmap(q.normalization))
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -280,11 +313,11 @@ def tokenizer_object(q: Q4File) -> Any:
     )
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", q.bos), ("</s>", q.eos)],
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", q.bos), ("</s>", q.eos)],
     )
-    tok.add_special_tokens(
-        [AddedToken(s, normalized=False, special=True, lstrip=s == "<mask>") for s in SPECIALS]
-    )
+    tok.add_special_tokens([AddedToken(s, normalized=False, special=True, lstrip=s == "<mask>") for s in SPECIALS])
     return tok
 
 
@@ -293,8 +326,13 @@ def tokenizer(q: Q4File) -> Any:
     from transformers import XLMRobertaTokenizerFast
 
     tok = XLMRobertaTokenizerFast(
-        tokenizer_object=tokenizer_object(q), bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>",
+        tokenizer_object=tokenizer_object(q),
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
         mask_token=AddedToken("<mask>", lstrip=True, normalized=False, special=True),
         model_max_length=MAX_LENGTH,
     )
@@ -319,10 +357,19 @@ def build(out: Path, source: Path | None = None) -> None:
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     config = BertConfig(
-        vocab_size=q.vocab, hidden_size=q.hidden, num_hidden_layers=q.layers, num_attention_heads=q.heads,
-        intermediate_size=q.ffn, hidden_act="gelu", max_position_embeddings=q.max_positions,
-        type_vocab_size=q.type_vocab, layer_norm_eps=float(np.float32(q.eps)), pad_token_id=q.pad,
-        bos_token_id=q.bos, eos_token_id=q.eos, tie_word_embeddings=True,
+        vocab_size=q.vocab,
+        hidden_size=q.hidden,
+        num_hidden_layers=q.layers,
+        num_attention_heads=q.heads,
+        intermediate_size=q.ffn,
+        hidden_act="gelu",
+        max_position_embeddings=q.max_positions,
+        type_vocab_size=q.type_vocab,
+        layer_norm_eps=float(np.float32(q.eps)),
+        pad_token_id=q.pad,
+        bos_token_id=q.bos,
+        eos_token_id=q.eos,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(SEED)
     model = BertForMaskedLM(config)
@@ -339,15 +386,29 @@ def build(out: Path, source: Path | None = None) -> None:
             q.array(key, shape, out=param.data.numpy())  # dequantized in place: no second copy of the weights
             seen.add(target)
     if seen != expected or len(seen) != len(q.tensors):
-        raise XorderError(f"{source}: tensors do not map one-to-one onto BertModel "
-                          f"(unmapped parameters {sorted(expected - seen)[:3]}, file has {len(q.tensors)})")
+        raise XorderError(
+            f"{source}: tensors do not map one-to-one onto BertModel "
+            f"(unmapped parameters {sorted(expected - seen)[:3]}, file has {len(q.tensors)})"
+        )
     model.tie_weights()
     model.eval()
     model.save_pretrained(str(out), safe_serialization=True)
     del model, params  # before the tokenizer, which needs ~0.5 GB while it is built: a lower peak
     tok = tokenizer(q)
     tok.save_pretrained(str(out))
-    (out / "xorder_source.json").write_text(json.dumps({
-        "builder": name(), "package": PACKAGE, "package_version": _package_version(), "file": FILENAME,
-        "sha256": hashlib.sha256(q.data).hexdigest(), "tokens": len(tok), "mlm_head_seed": SEED,
-    }, indent=1, sort_keys=True) + "\n")
+    (out / "xorder_source.json").write_text(
+        json.dumps(
+            {
+                "builder": name(),
+                "package": PACKAGE,
+                "package_version": _package_version(),
+                "file": FILENAME,
+                "sha256": hashlib.sha256(q.data).hexdigest(),
+                "tokens": len(tok),
+                "mlm_head_seed": SEED,
+            },
+            indent=1,
+            sort_keys=True,
+        )
+        + "\n"
+    )

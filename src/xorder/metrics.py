@@ -6,10 +6,10 @@ from __future__ import annotations
 import collections
 import re
 import string
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
-
 
 
 def accuracy(gold: Sequence[Any], pred: Sequence[Any]) -> float:

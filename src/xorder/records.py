@@ -26,10 +26,17 @@ ERROR = "error.txt"
 LOCK = ".xorder.lock"
 NOT_APPLICABLE = "-"
 
-_SCORES = {"type": "object", "additionalProperties": {  # split
-    "type": "object", "additionalProperties": {  # language
-        "type": "object", "minProperties": 1,
-        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100}}}}  # metric -> percent
+_SCORES = {
+    "type": "object",
+    "additionalProperties": {  # split
+        "type": "object",
+        "additionalProperties": {  # language
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+        },
+    },
+}  # metric -> percent
 _STEPS = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}}
 SELECTIONS = ("en_dev", "oracle", "last", "average")
 REQUIRED_SELECTIONS = SELECTIONS[:3]  # records written before checkpoint averaging have no `average`
@@ -37,8 +44,19 @@ REQUIRED_SELECTIONS = SELECTIONS[:3]  # records written before checkpoint averag
 # The documented schema of metrics.json (README, "Run records").
 METRICS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "required": ["schema", "target", "order", "tasks", "multilingual", "model", "seed", "primary_metric", "scores",
-                 "stages", "provenance"],
+    "required": [
+        "schema",
+        "target",
+        "order",
+        "tasks",
+        "multilingual",
+        "model",
+        "seed",
+        "primary_metric",
+        "scores",
+        "stages",
+        "provenance",
+    ],
     "properties": {
         "schema": {"const": SCHEMA},
         "target": {"type": "string"},
@@ -48,27 +66,61 @@ METRICS_SCHEMA: dict[str, Any] = {
         "model": {"type": "string"},
         "seed": {"type": "integer"},
         "primary_metric": {"type": "string"},
-        "scores": {"type": "object", "required": list(REQUIRED_SELECTIONS),
-                   "properties": {s: _SCORES for s in SELECTIONS}, "additionalProperties": False},
-        "selected_steps": {"type": "object", "properties": {s: _STEPS for s in SELECTIONS}},
-        "stages": {"type": "array", "minItems": 1, "items": {
+        "scores": {
             "type": "object",
-            "required": ["name", "hash", "tasks", "languages", "steps", "seconds", "reused"],
-            "properties": {"name": {"enum": ["english", "multilingual", "joint", "target"]}, "hash": {"type": "string"},
-                           "tasks": {"type": "array", "items": {"type": "string"}},
-                           "languages": {"type": "array", "items": {"type": "string"}},
-                           "steps": {"type": "integer", "minimum": 0}, "seconds": {"type": "number", "minimum": 0},
-                           "total_steps": {"type": "integer", "minimum": 0},
-                           "examples": {"type": "integer", "minimum": 0},
-                           "throughput": {"type": "object", "properties": {
-                               k: {"type": ["number", "null"]} for k in (
-                                   "samples_per_second", "tokens_per_second", "padding_fraction", "peak_memory_mb",
-                                   "mfu", "gpu_hours")}},
-                           "reused": {"type": "boolean"}}}},
+            "required": list(REQUIRED_SELECTIONS),
+            "properties": {s: _SCORES for s in SELECTIONS},
+            "additionalProperties": False,
+        },
+        "selected_steps": {"type": "object", "properties": {s: _STEPS for s in SELECTIONS}},
+        "stages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name", "hash", "tasks", "languages", "steps", "seconds", "reused"],
+                "properties": {
+                    "name": {"enum": ["english", "multilingual", "joint", "target"]},
+                    "hash": {"type": "string"},
+                    "tasks": {"type": "array", "items": {"type": "string"}},
+                    "languages": {"type": "array", "items": {"type": "string"}},
+                    "steps": {"type": "integer", "minimum": 0},
+                    "seconds": {"type": "number", "minimum": 0},
+                    "total_steps": {"type": "integer", "minimum": 0},
+                    "examples": {"type": "integer", "minimum": 0},
+                    "throughput": {
+                        "type": "object",
+                        "properties": {
+                            k: {"type": ["number", "null"]}
+                            for k in (
+                                "samples_per_second",
+                                "tokens_per_second",
+                                "padding_fraction",
+                                "peak_memory_mb",
+                                "mfu",
+                                "gpu_hours",
+                            )
+                        },
+                    },
+                    "reused": {"type": "boolean"},
+                },
+            },
+        },
         "notes": {"type": "array", "items": {"type": "string"}},
         "files": {"type": "object", "additionalProperties": {"type": "string"}},
-        "provenance": {"type": "object", "required": ["xorder", "git_commit", "torch", "transformers", "device",
-                                                      "started", "finished", "config_hash"]},
+        "provenance": {
+            "type": "object",
+            "required": [
+                "xorder",
+                "git_commit",
+                "torch",
+                "transformers",
+                "device",
+                "started",
+                "finished",
+                "config_hash",
+            ],
+        },
     },
 }
 
@@ -78,7 +130,9 @@ def validate(metrics: Any) -> list[str]:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(METRICS_SCHEMA)
-    problems = [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(metrics)]
+    problems = [
+        f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(metrics)
+    ]
     scores = metrics.get("scores") if isinstance(metrics, dict) else None
     for key, value in flatten(scores if isinstance(scores, dict) else {}).items():
         if isinstance(value, float) and not math.isfinite(value):
@@ -90,10 +144,26 @@ def validate(metrics: Any) -> list[str]:
 _NOT_SCIENCE = ("results_dir", "cache_dir", "force", "hydra")
 _NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size")
 # Keys of an option that change no number: names and prose, logging, and which source is read (`sources` names it).
-_NOT_NUMBERS = frozenset({"name", "description", "citation", "source", "translation_source", "default_source",
-                          "default_translation_source", *_NOT_SCIENCE_TRAINER})
-_SCHEMAS = {"trainer": TrainerConfig, "model": ModelConfig, "order": OrderConfig, "target": TaskConfig,
-            "task": TaskConfig, "multilingual": MultilingualConfig}
+_NOT_NUMBERS = frozenset(
+    {
+        "name",
+        "description",
+        "citation",
+        "source",
+        "translation_source",
+        "default_source",
+        "default_translation_source",
+        *_NOT_SCIENCE_TRAINER,
+    }
+)
+_SCHEMAS = {
+    "trainer": TrainerConfig,
+    "model": ModelConfig,
+    "order": OrderConfig,
+    "target": TaskConfig,
+    "task": TaskConfig,
+    "multilingual": MultilingualConfig,
+}
 SETTINGS_HASH = 8  # hex digits of the settings hash in a record path
 
 
@@ -102,7 +172,8 @@ def uses_tasks(cfg: DictConfig) -> bool:
     multilingual stage (its text does not depend on the task)."""
     stages = list(cfg.order.stages)
     return any(s in ("english", "joint") for s in stages) or (
-        "multilingual" in stages and cfg.multilingual.kind != "mlm")
+        "multilingual" in stages and cfg.multilingual.kind != "mlm"
+    )
 
 
 def uses_multilingual(cfg: DictConfig) -> bool:
@@ -172,10 +243,12 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
     variant where the order uses them) against its file in conf/ (an option xorder does not ship counts whole),
     and `data.synthetic_examples` against its default. Which source is read is left to `sources`; prose, names
     and logging are left out. Pure: the shipped files are read, never composed."""
-    nodes = [("trainer", cfg.trainer, _shipped("trainer", "default")),
-             ("model", cfg.model, _shipped("model", cfg.model.name)),
-             ("order", cfg.order, _shipped("order", cfg.order.name)),
-             ("target", cfg.target, _shipped("target", cfg.target.name))]
+    nodes = [
+        ("trainer", cfg.trainer, _shipped("trainer", "default")),
+        ("model", cfg.model, _shipped("model", cfg.model.name)),
+        ("order", cfg.order, _shipped("order", cfg.order.name)),
+        ("target", cfg.target, _shipped("target", cfg.target.name)),
+    ]
     if uses_tasks(cfg):
         nodes += [(f"task.{name}", cfg.task[name], _shipped("task", name)) for name in cfg.task]
     if uses_multilingual(cfg):

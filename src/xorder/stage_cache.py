@@ -11,9 +11,10 @@ import contextlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from xorder.errors import XorderError
 from xorder.fileio import damaged, digests, read_json, write_json
@@ -75,16 +76,17 @@ class StageDir:
             return
         bad = damaged(self.root, marker.get("files", {}))
         if bad:
-            raise XorderError(f"the cached stage {self.root} is damaged ({', '.join(bad[:3])} "
-                              f"{'is' if len(bad) == 1 else 'are'} missing or changed since it was trained): delete "
-                              f"that folder to train the stage again")
+            raise XorderError(
+                f"the cached stage {self.root} is damaged ({', '.join(bad[:3])} "
+                f"{'is' if len(bad) == 1 else 'are'} missing or changed since it was trained): delete "
+                f"that folder to train the stage again"
+            )
 
     def seal(self, stage: StageSpec, summary: dict[str, Any]) -> None:
         """Write the summary, drop the resumable state, then the marker with the checksums: the stage is done."""
         write_json(self.summary, summary)
         shutil.rmtree(self.state, ignore_errors=True)
-        files = [str(p.relative_to(self.root)) for p in sorted(self.root.rglob("*"))
-                 if p.is_file() and p != self.done]
+        files = [str(p.relative_to(self.root)) for p in sorted(self.root.rglob("*")) if p.is_file() and p != self.done]
         write_json(self.done, {"hash": stage.hash, "files": digests(self.root, files)})
 
 

@@ -58,8 +58,11 @@ def cell_status(overrides: list[str]) -> CellStatus:
     if records.is_running(record_dir):
         state = "running"
     elif (metrics := records.read_metrics(record_dir)) is not None and (bad := records.damaged(record_dir, metrics)):
-        state, detail = "damaged", f"{', '.join(bad)} missing or changed since the record was written: run the cell " \
-                                   "again (no force needed; its stages are cached)"
+        state, detail = (
+            "damaged",
+            f"{', '.join(bad)} missing or changed since the record was written: run the cell "
+            "again (no force needed; its stages are cached)",
+        )
     elif metrics is not None:
         try:
             state = "done" if records.completed(record_dir, cfg, config_hash(cfg)) else "missing"
@@ -95,8 +98,10 @@ def main(args: list[str]) -> int:
     for state in distinct.values():
         key = "partial" if state.startswith("partial") else state
         stage_counts[key] = stage_counts.get(key, 0) + 1
-    print(f"cells: {len(unique)} ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
-          f"distinct stages: {len(distinct)} ({', '.join(f'{n} {k}' for k, n in sorted(stage_counts.items()))})")
+    print(
+        f"cells: {len(unique)} ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}); "
+        f"distinct stages: {len(distinct)} ({', '.join(f'{n} {k}' for k, n in sorted(stage_counts.items()))})"
+    )
     if counts.get("failed"):
         return EXIT_FAILED
     return 0 if counts.get("done", 0) == len(unique) else EXIT_INCOMPLETE

@@ -45,8 +45,12 @@ class Outcome:
     unfinished: list[str] = field(default_factory=list)  # no record and no error: stopped from outside
 
     def line(self) -> str:
-        counts = [f"{len(self.trained)} trained", f"{len(self.reused)} reused", f"{len(self.skipped)} skipped",
-                  f"{len(self.failed)} failed"] + ([f"{len(self.unfinished)} unfinished"] if self.unfinished else [])
+        counts = [
+            f"{len(self.trained)} trained",
+            f"{len(self.reused)} reused",
+            f"{len(self.skipped)} skipped",
+            f"{len(self.failed)} failed",
+        ] + ([f"{len(self.unfinished)} unfinished"] if self.unfinished else [])
         total = sum(len(group) for group in (self.trained, self.reused, self.skipped, self.failed, self.unfinished))
         return f"{total} cell{'s' * (total != 1)}: {', '.join(counts)}"
 
@@ -89,8 +93,11 @@ class Summary(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         params = OmegaConf.select(config, "hydra.sweeper.params") or {}
         if params:
-            print(f"xorder: warning: this config defines a grid over {', '.join(params)} (hydra.sweeper.params), "
-                  f"but without -m only one cell runs; for the grid: {_command('run -m', config)}", file=sys.stderr)
+            print(
+                f"xorder: warning: this config defines a grid over {', '.join(params)} (hydra.sweeper.params), "
+                f"but without -m only one cell runs; for the grid: {_command('run -m', config)}",
+                file=sys.stderr,
+            )
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
@@ -111,8 +118,11 @@ class Summary(Callback):
             step = f"xorder report --results {results}"
         print(f"grid: {done.line()}; next: {step}", flush=True)
         if done.failed:
-            print(f"xorder: error: {len(done.failed)} cell{'s' * (len(done.failed) != 1)} of the grid failed "
-                  "(the others ran):", file=sys.stderr)
+            print(
+                f"xorder: error: {len(done.failed)} cell{'s' * (len(done.failed) != 1)} of the grid failed "
+                "(the others ran):",
+                file=sys.stderr,
+            )
             for rel in done.failed:
                 print(f"  {rel}: {records.read_error(results / rel)}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR)  # Hydra turns a callback's exceptions into warnings

@@ -11,6 +11,7 @@ import math
 import resource
 import sys
 from dataclasses import dataclass
+
 import torch
 
 # Dense peak TFLOP/s per GPU by name fragment and precision (vendor datasheets; tf32 is what fp32 matmuls use).
@@ -93,8 +94,17 @@ def flops_per_token(model: torch.nn.Module, mean_length: float) -> float:
     return 6.0 * params + 12.0 * layers * hidden * mean_length
 
 
-def summarize(examples: int, tokens: int, padded: int, seconds: float, train_seconds: float, processes: int,
-              backbone: torch.nn.Module, device: torch.device, precision: str) -> Throughput:
+def summarize(
+    examples: int,
+    tokens: int,
+    padded: int,
+    seconds: float,
+    train_seconds: float,
+    processes: int,
+    backbone: torch.nn.Module,
+    device: torch.device,
+    precision: str,
+) -> Throughput:
     """Per-stage figures: rates over the training time (evaluation and checkpoints excluded); GPU-hours over the
     whole stage on every process."""
     rate = (lambda n: n / train_seconds) if train_seconds > 0 else (lambda n: math.nan)
@@ -105,9 +115,11 @@ def summarize(examples: int, tokens: int, padded: int, seconds: float, train_sec
         mean_length = tokens / max(examples, 1)
         if peak and train_seconds > 0:
             mfu = flops_per_token(backbone, mean_length) * tokens / train_seconds / (peak * 1e12 * processes)
-    return Throughput(samples_per_second=round(rate(examples), 3), tokens_per_second=round(rate(tokens), 1),
-                      padding_fraction=round(1 - tokens / padded, 4) if padded else 0.0,
-                      peak_memory_mb=round(peak_memory_mb(device), 1),
-                      mfu=None if mfu is None else round(mfu, 4),
-                      gpu_hours=None if gpu_hours is None else round(gpu_hours, 4))
-
+    return Throughput(
+        samples_per_second=round(rate(examples), 3),
+        tokens_per_second=round(rate(tokens), 1),
+        padding_fraction=round(1 - tokens / padded, 4) if padded else 0.0,
+        peak_memory_mb=round(peak_memory_mb(device), 1),
+        mfu=None if mfu is None else round(mfu, 4),
+        gpu_hours=None if gpu_hours is None else round(gpu_hours, 4),
+    )

@@ -14,12 +14,38 @@ VOCAB_SIZE = 1500
 MAX_LENGTH = 256
 # Every language the bundled configs name, so that the tokenizer covers every synthetic split.
 LANGUAGES = sorted(
-    {"ar", "bg", "de", "el", "en", "es", "fr", "hi", "it", "ja", "ko", "nl", "pl", "pt", "ru", "sw", "th", "tr",
-     "ur", "vi", "zh"}
+    {
+        "ar",
+        "bg",
+        "de",
+        "el",
+        "en",
+        "es",
+        "fr",
+        "hi",
+        "it",
+        "ja",
+        "ko",
+        "nl",
+        "pl",
+        "pt",
+        "ru",
+        "sw",
+        "th",
+        "tr",
+        "ur",
+        "vi",
+        "zh",
+    }
 )
 ARCHITECTURE = dict(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
-    max_position_embeddings=MAX_LENGTH + 2, type_vocab_size=1, hidden_dropout_prob=0.1,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=128,
+    max_position_embeddings=MAX_LENGTH + 2,
+    type_vocab_size=1,
+    hidden_dropout_prob=0.1,
     attention_probs_dropout_prob=0.1,
 )
 
@@ -51,16 +77,29 @@ def build(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     model_proto = io.BytesIO()  # trained in memory: no file paths end up inside the model file
     spm.SentencePieceTrainer.Train(
-        sentence_iterator=corpus(LANGUAGES), model_writer=model_proto, model_type="unigram",
-        vocab_size=VOCAB_SIZE, character_coverage=1.0, num_threads=1, shuffle_input_sentence=False,
-        input_sentence_size=0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2,
+        sentence_iterator=corpus(LANGUAGES),
+        model_writer=model_proto,
+        model_type="unigram",
+        vocab_size=VOCAB_SIZE,
+        character_coverage=1.0,
+        num_threads=1,
+        shuffle_input_sentence=False,
+        input_sentence_size=0,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
     )
     (out / "sentencepiece.bpe.model").write_bytes(model_proto.getvalue())
     tokenizer = XLMRobertaTokenizer.from_pretrained(str(out), model_max_length=MAX_LENGTH)
     tokenizer.save_pretrained(str(out))
     config = XLMRobertaConfig(
-        vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id, **ARCHITECTURE,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        **ARCHITECTURE,
     )
     torch.manual_seed(0)
     model = XLMRobertaForMaskedLM(config)

@@ -23,8 +23,10 @@ def check(trackers: list[str]) -> None:
     for name in trackers:
         package = PACKAGES.get(name)
         if package is not None and importlib.util.find_spec(package) is None:
-            raise XorderError(f"trainer.trackers names {name}, but the package {package} is not installed: "
-                              f"pip install {package} (or pip install 'xorder[track]')")
+            raise XorderError(
+                f"trainer.trackers names {name}, but the package {package} is not installed: "
+                f"pip install {package} (or pip install 'xorder[track]')"
+            )
 
 
 def start(accelerator: Any, dcfg: DictConfig) -> None:
@@ -34,19 +36,32 @@ def start(accelerator: Any, dcfg: DictConfig) -> None:
     tags = {key: "+".join(value) if isinstance(value, list) else str(value) for key, value in axes.items()}
     flat = records.flatten(records.science_config(dcfg))  # trackers take scalars only
     config = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
-    accelerator.init_trackers("tracking", config=config, init_kwargs={
-        "wandb": {"name": name, "group": group, "tags": [f"{k}={v}" for k, v in tags.items()]},
-        "mlflow": {"run_name": name, "tags": {**tags, "grid": group}},
-    })
+    accelerator.init_trackers(
+        "tracking",
+        config=config,
+        init_kwargs={
+            "wandb": {"name": name, "group": group, "tags": [f"{k}={v}" for k, v in tags.items()]},
+            "mlflow": {"run_name": name, "tags": {**tags, "grid": group}},
+        },
+    )
 
 
 def log_record(accelerator: Any, metrics: dict[str, Any]) -> None:
     """The selected scores of every selection, split and language, and each trained stage's throughput."""
-    values = {f"selected/{selection}/{split}/{lang}/{metric}": value
-              for selection, splits in metrics["scores"].items() for split, langs in splits.items()
-              for lang, scores in langs.items() for metric, value in scores.items()}
+    values = {
+        f"selected/{selection}/{split}/{lang}/{metric}": value
+        for selection, splits in metrics["scores"].items()
+        for split, langs in splits.items()
+        for lang, scores in langs.items()
+        for metric, value in scores.items()
+    }
     for stage in metrics["stages"]:
         if not stage["reused"]:
-            values.update({f"throughput/{stage['name']}/{key}": value
-                           for key, value in stage.get("throughput", {}).items() if value is not None})
+            values.update(
+                {
+                    f"throughput/{stage['name']}/{key}": value
+                    for key, value in stage.get("throughput", {}).items()
+                    if value is not None
+                }
+            )
     accelerator.log(values)

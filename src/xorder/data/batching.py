@@ -4,7 +4,8 @@ sampling, and the choice of task for each batch of a multi-task stage."""
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +20,9 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     resumed run draws the same batches and a run shorter than an epoch sees a random sample of the data, not its
     longest rows; without grouping, a seeded shuffle; without shuffling (evaluation), longest first."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True,
-                 shuffle: bool = True) -> None:
+    def __init__(
+        self, lengths: list[int], batch_size: int, seed: int, group_by_length: bool = True, shuffle: bool = True
+    ) -> None:
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
         self.group_by_length, self.shuffle, self.epoch = group_by_length, shuffle, 0
 
@@ -40,7 +42,7 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
             order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
         else:
             order = torch.randperm(len(self.lengths), generator=generator).tolist()
-        batches = [order[start: start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         if self.shuffle and self.group_by_length:
             # grouping sorts each megabatch longest first: with fewer than 50 batches per epoch that is one fixed
             # longest-to-shortest walk, so the batches themselves are drawn in random order

@@ -11,8 +11,9 @@ memory together: they are written in batches, and the Arrow file is what the res
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from xorder import kinds
 from xorder.config import SourceConfig, TaskConfig
@@ -33,7 +34,7 @@ def extract(row: Any, spec: Any) -> Any:
         if key == "*":
             if not isinstance(value, list):
                 return _MISSING
-            rest = ".".join(parts[i + 1:])
+            rest = ".".join(parts[i + 1 :])
             return [extract(v, rest) if rest else v for v in value]
         if isinstance(value, dict) and key in value:
             value = value[key]
@@ -76,7 +77,9 @@ class Canonicalizer:
             return XorderError(f"{self.where}: {named}: column {column!r}: {problem}")
 
         if not isinstance(row, dict):
-            raise XorderError(f"{self.where}: {named}: expected a record with named columns, found {type(row).__name__}")
+            raise XorderError(
+                f"{self.where}: {named}: expected a record with named columns, found {type(row).__name__}"
+            )
         item: dict[str, Any] = {}
         source: dict[str, str] = {}
         for col, spec in self.mapping.items():
@@ -87,8 +90,11 @@ class Canonicalizer:
                     raise fail(_spec_name(spec), f"missing (the row has: {have}); map it with columns.{col}")
                 continue
             if _chars(value) > MAX_ROW_CHARS:
-                raise fail(_spec_name(spec), f"{_chars(value):,} characters, more than any real example "
-                                             f"({MAX_ROW_CHARS:,}): the file is damaged or not this task's data")
+                raise fail(
+                    _spec_name(spec),
+                    f"{_chars(value):,} characters, more than any real example "
+                    f"({MAX_ROW_CHARS:,}): the file is damaged or not this task's data",
+                )
             if self.first:
                 self.needed.add(col)
             item[col], source[col] = value, _spec_name(spec)
@@ -121,7 +127,9 @@ def write(rows: Iterator[dict[str, Any]], task: TaskConfig, path: Path) -> int:
         nonlocal writer
         if writer is None:
             present = schema_rows[0] if schema_rows else {}
-            fields = [(col, _arrow(kind.columns()[col])) for col in kind.columns() if col in kind.schema or col in present]
+            fields = [
+                (col, _arrow(kind.columns()[col])) for col in kind.columns() if col in kind.schema or col in present
+            ]
             schema = pa.schema([*fields, ("id", pa.string()), ("language", pa.string())])
             writer = ArrowWriter(schema=schema, path=str(tmp), writer_batch_size=BATCH)
         if schema_rows:
@@ -156,7 +164,9 @@ def _arrow(kind_type: Any) -> Any:
     return {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64()}[kind_type]
 
 
-def canonical_rows(raw: Iterator[RawRow], canon: Canonicalizer, unit: str, language_spec: Any) -> Iterator[dict[str, Any]]:
+def canonical_rows(
+    raw: Iterator[RawRow], canon: Canonicalizer, unit: str, language_spec: Any
+) -> Iterator[dict[str, Any]]:
     """Canonical rows of one language: with `language_spec` (a column holding each row's language) only the
     rows of `canon.lang`, numbered as in the file; an error if the file has none."""
     found: set[str] = set()
@@ -171,5 +181,6 @@ def canonical_rows(raw: Iterator[RawRow], canon: Canonicalizer, unit: str, langu
         kept += 1
         yield canon(number, named(number, line, unit), row)
     if language_spec is not None and not kept:
-        raise XorderError(f"{canon.where}: no rows with {language_spec!r} = {canon.lang!r} "
-                          f"(found: {', '.join(sorted(found)[:20])})")
+        raise XorderError(
+            f"{canon.where}: no rows with {language_spec!r} = {canon.lang!r} (found: {', '.join(sorted(found)[:20])})"
+        )

@@ -38,18 +38,30 @@ def tokenizer_identity(tokenizer: Any) -> str:
     except Exception:  # a tokenizer without a serializable definition: fall back on its vocabulary size
         definition = str(len(tokenizer))
     content = hashlib.sha256(definition.encode()).hexdigest()[:16]
-    identity = (f"{type(tokenizer).__name__}:{len(tokenizer)}:{getattr(tokenizer, 'truncation_side', '')}:"
-                f"{getattr(tokenizer, 'padding_side', '')}:{content}")
+    identity = (
+        f"{type(tokenizer).__name__}:{len(tokenizer)}:{getattr(tokenizer, 'truncation_side', '')}:"
+        f"{getattr(tokenizer, 'padding_side', '')}:{content}"
+    )
     _IDENTITIES[id(tokenizer)] = (tokenizer, identity)
     return identity
 
 
-def fingerprint(data_fingerprint: str, task: TaskConfig, tokenizer: Any, max_length: int, train: bool,
-                label_names: list[str]) -> str:
+def fingerprint(
+    data_fingerprint: str, task: TaskConfig, tokenizer: Any, max_length: int, train: bool, label_names: list[str]
+) -> str:
     """The cache key of tokenized data: the rows read (their source, split and slice are in the data
     fingerprint), the task and its head kind, the tokenizer, the max length and train/eval processing."""
-    payload = [ENCODE_VERSION, data_fingerprint, task.name, task.kind, task.doc_stride, tokenizer_identity(tokenizer),
-               max_length, train, list(label_names)]
+    payload = [
+        ENCODE_VERSION,
+        data_fingerprint,
+        task.name,
+        task.kind,
+        task.doc_stride,
+        tokenizer_identity(tokenizer),
+        max_length,
+        train,
+        list(label_names),
+    ]
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:24]
 
 
@@ -58,8 +70,17 @@ def _workers(rows: int) -> int | None:
     return min(cores, 8) if rows >= PARALLEL_ROWS and cores > 1 else None
 
 
-def encode(dataset: Any, task: TaskConfig, tokenizer: Any, max_length: int, *, train: bool, label_names: list[str],
-           fingerprint: str, cache_dir: str | os.PathLike[str]) -> Any:
+def encode(
+    dataset: Any,
+    task: TaskConfig,
+    tokenizer: Any,
+    max_length: int,
+    *,
+    train: bool,
+    label_names: list[str],
+    fingerprint: str,
+    cache_dir: str | os.PathLike[str],
+) -> Any:
     """Tokenized features of a canonical dataset, with `row` (the example each feature comes from) and `length`."""
 
     folder = Path(cache_dir).expanduser() / "tokenized"
@@ -77,11 +98,23 @@ def encode(dataset: Any, task: TaskConfig, tokenizer: Any, max_length: int, *, t
     try:
         kind = kinds.get(task.kind)
         features = dataset.map(
-            _encode, batched=True, with_indices=True, remove_columns=dataset.column_names,
-            cache_file_name=str(work / "data.arrow"), new_fingerprint=fingerprint, load_from_cache_file=False,
-            num_proc=_workers(len(dataset)), desc=f"tokenize {task.name}",
-            fn_kwargs={"kind": kind, "tokenizer": tokenizer, "max_length": max_length, "task": task, "train": train,
-                       "label_names": label_names},
+            _encode,
+            batched=True,
+            with_indices=True,
+            remove_columns=dataset.column_names,
+            cache_file_name=str(work / "data.arrow"),
+            new_fingerprint=fingerprint,
+            load_from_cache_file=False,
+            num_proc=_workers(len(dataset)),
+            desc=f"tokenize {task.name}",
+            fn_kwargs={
+                "kind": kind,
+                "tokenizer": tokenizer,
+                "max_length": max_length,
+                "task": task,
+                "train": train,
+                "label_names": label_names,
+            },
         )
         files = [Path(f["filename"]) for f in features.cache_files]
         del features

@@ -5,9 +5,10 @@ them: `run_cell` checks every split of the stages still to train before the firs
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from xorder.config import SourceConfig, TaskConfig, XorderConfig
 from xorder.data.sources import LoadedSplit, load_split
@@ -28,8 +29,20 @@ class DataNeed:
 
     @property
     def key(self) -> str:
-        return json.dumps([self.task.name, self.task.kind, asdict(self.source), self.role, self.lang, self.cap,
-                           self.cache_dir, self.synthetic_examples], sort_keys=True, default=str)
+        return json.dumps(
+            [
+                self.task.name,
+                self.task.kind,
+                asdict(self.source),
+                self.role,
+                self.lang,
+                self.cap,
+                self.cache_dir,
+                self.synthetic_examples,
+            ],
+            sort_keys=True,
+            default=str,
+        )
 
     def label(self) -> str:
         return f"{self.task.name} {self.role} {self.lang} ({self.source_name})"
@@ -59,5 +72,12 @@ def validate(cfg: Any, stages: list[StageSpec] | None = None) -> int:
 
 def fetch_data(need: DataNeed) -> LoadedSplit | None:
     """Load (download, stream, materialize or just read) one split and validate every row."""
-    return load_split(need.task, need.source, need.role, need.lang, cache_dir=need.cache_dir,
-                      synthetic_examples=need.synthetic_examples, max_examples=need.cap)
+    return load_split(
+        need.task,
+        need.source,
+        need.role,
+        need.lang,
+        cache_dir=need.cache_dir,
+        synthetic_examples=need.synthetic_examples,
+        max_examples=need.cap,
+    )

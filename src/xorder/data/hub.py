@@ -37,11 +37,15 @@ def read_hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: in
         return Raw(where, f"{where}:{kept.name}:{kept.stat().st_size}:{need}", lambda: parquet_rows(kept, need))
     local = path.startswith(("/", "./", "../", "~"))
     if local and not Path(path).expanduser().is_dir():
-        raise XorderError(f"{where}: no such directory (a local hub-layout source is a folder with the data files "
-                          "and a README.md whose YAML `configs:` lists them)")
+        raise XorderError(
+            f"{where}: no such directory (a local hub-layout source is a folder with the data files "
+            "and a README.md whose YAML `configs:` lists them)"
+        )
     # `datasets` caches a local folder under its name, whatever its files hold: a folder of the same name with
     # other (or edited) files would be served stale rows. Its own cache, keyed by the files' sizes and times, fixes it.
-    own_cache = str(Path(cache_dir).expanduser() / "hub-local" / _folder_stat(Path(path).expanduser())) if local else None
+    own_cache = (
+        str(Path(cache_dir).expanduser() / "hub-local" / _folder_stat(Path(path).expanduser())) if local else None
+    )
     try:
         dataset = datasets.load_dataset(path, name, split=split, revision=view.revision, cache_dir=own_cache)
     except Exception as err:  # datasets raises builtins and its own types for unreachable or unknown data
@@ -74,12 +78,12 @@ def stream_store(cache_dir: str, path: str, name: str | None, split: str, revisi
     return Path(cache_dir).expanduser() / "corpora", key
 
 
-def _stream(path: str, name: str | None, split: str, revision: str | None, need: int, where: str, folder: Path,
-            key: str) -> Path:
+def _stream(
+    path: str, name: str | None, split: str, revision: str | None, need: int, where: str, folder: Path, key: str
+) -> Path:
+    import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    import datasets
 
     try:
         stream = datasets.load_dataset(path, name, split=split, revision=revision, streaming=True)
@@ -102,7 +106,7 @@ def _kept(folder: Path, key: str, need: int) -> Path | None:
     if not folder.is_dir():
         return None
     for candidate in sorted(folder.glob(f"{key}-*.parquet")):
-        count, _, rest = candidate.stem[len(key) + 1:].partition("-")
+        count, _, rest = candidate.stem[len(key) + 1 :].partition("-")
         if count.isdigit() and (int(count) >= need or rest == "all"):
             return candidate
     return None
@@ -117,23 +121,32 @@ def offline() -> bool:
 
 def _user_fixable(err: Exception) -> bool:
     """The hub's failures that a user can fix (unreachable, unknown, offline), as opposed to bugs."""
-    return isinstance(err, (FileNotFoundError, ConnectionError, OSError, ValueError, RuntimeError, NotImplementedError)) \
-        or type(err).__module__.startswith(("datasets", "huggingface_hub", "requests", "httpx", "fsspec"))
+    return isinstance(
+        err, (FileNotFoundError, ConnectionError, OSError, ValueError, RuntimeError, NotImplementedError)
+    ) or type(err).__module__.startswith(("datasets", "huggingface_hub", "requests", "httpx", "fsspec"))
 
 
 def hub_error(where: str, err: Exception) -> XorderError:
     first = " ".join(str(err).split())[:200]
-    unreachable = isinstance(err, (ConnectionError, FileNotFoundError)) or "offline" in first.lower() \
+    unreachable = (
+        isinstance(err, (ConnectionError, FileNotFoundError))
+        or "offline" in first.lower()
         or type(err).__name__ in ("OfflineModeIsEnabled", "LocalEntryNotFoundError")
+    )
     if unreachable and offline():
         return XorderError(
-            f"{where} is not in the datasets cache and this machine is offline (HF_HUB_OFFLINE=1): run `xorder prepare` "
-            "with the same overrides on a machine with internet and the same HF_HOME, then run here again"
+            f"{where} is not in the datasets cache and this machine is offline (HF_HUB_OFFLINE=1): run "
+            "`xorder prepare` with the same overrides on a machine with internet and the same HF_HOME, "
+            "then run here again"
         )
     if unreachable:
-        return XorderError(f"cannot reach {where} ({first}); check the hub id, or run `xorder prepare` where there is "
-                           "internet and set HF_HUB_OFFLINE=1 here")
+        return XorderError(
+            f"cannot reach {where} ({first}); check the hub id, or run `xorder prepare` where there is "
+            "internet and set HF_HUB_OFFLINE=1 here"
+        )
     if "script" in first.lower():
-        return XorderError(f"cannot load {where} ({first}); the dataset's main branch needs a loading script: pin "
-                           "its parquet conversion with revision: refs/convert/parquet in the source")
+        return XorderError(
+            f"cannot load {where} ({first}); the dataset's main branch needs a loading script: pin "
+            "its parquet conversion with revision: refs/convert/parquet in the source"
+        )
     return XorderError(f"cannot load {where}: {first}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
@@ -43,27 +44,42 @@ def fill(template: str, lang: str, split: str) -> str:
     return template.replace("{lang}", lang).replace("{split}", split)
 
 
-def open_raw(task: TaskConfig, view: SourceConfig, split: str, lang: str, role: str, cache_dir: str,
-             synthetic_examples: int, need: int | None) -> Raw:
+def open_raw(
+    task: TaskConfig,
+    view: SourceConfig,
+    split: str,
+    lang: str,
+    role: str,
+    cache_dir: str,
+    synthetic_examples: int,
+    need: int | None,
+) -> Raw:
     """The raw rows of split `split` (one part of a role's split spec) in `lang` from a local or synthetic source
     (the hub's: `data.hub.read_hub`); `need`: how many leading rows a capped read needs (None: all)."""
     if view.format == "synthetic":
         from xorder.data import synthetic
 
-        path = synthetic.materialize(Path(cache_dir).expanduser() / "synthetic", task.name, task.kind, split, lang,
-                                     synthetic_examples)
+        path = synthetic.materialize(
+            Path(cache_dir).expanduser() / "synthetic", task.name, task.kind, split, lang, synthetic_examples
+        )
         return Raw(str(path), "/".join(path.parts[-3:]), lambda: _jsonl(path))  # version/task/split-lang-n
     if not view.path:
         raise XorderError(f"{task.name}: a {view.format} source needs a path")
     template = str(view.path)
     stray = _PLACEHOLDER.search(template)
     if stray:
-        raise XorderError(f"{task.name}: path {template!r} holds {stray.group()}; only {{lang}} and {{split}} are filled in")
+        raise XorderError(
+            f"{task.name}: path {template!r} holds {stray.group()}; only {{lang}} and {{split}} are filled in"
+        )
     path = Path(fill(template, lang, split)).expanduser()
     if view.format == "sts_semeval":
         return _semeval(path, lang)
     if not path.is_file():
-        hint = "" if path.parent.is_dir() else f" (nor does the folder {path.parent}: check data_root or the source's path)"
+        hint = (
+            ""
+            if path.parent.is_dir()
+            else f" (nor does the folder {path.parent}: check data_root or the source's path)"
+        )
         raise XorderError(f"{task.name}: no {role} file for {lang!r}: {path} does not exist{hint}")
     fingerprint = _stat(path) + (f":first{need}" if view.format == "text" and need is not None else "")
     readers: dict[str, Callable[[], Iterator[RawRow]]] = {
@@ -96,8 +112,10 @@ def lines(path: Path) -> Iterator[tuple[int, str]]:
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as err:
-                    raise XorderError(f"{path}: line {number}: not UTF-8 text ({err.reason} at byte {err.start + 1} "
-                                      "of the line); convert the file to UTF-8") from None
+                    raise XorderError(
+                        f"{path}: line {number}: not UTF-8 text ({err.reason} at byte {err.start + 1} "
+                        "of the line); convert the file to UTF-8"
+                    ) from None
                 yield number, line[1:] if number == 1 and line.startswith("\ufeff") else line
     except OSError as err:
         raise XorderError(f"{path}: cannot read it ({err.strerror or err})") from None
@@ -123,11 +141,14 @@ def _table(path: Path, sep: str, fields: list[str] | None) -> Iterator[RawRow]:
             if end > line:
                 hint = f"; the row runs from line {line} to line {end}: a quote opened on line {line} closes late?"
             elif len(values) == len(header) - 1 and header[-1] == "label":
-                hint = ("; the label column is missing (a file without labels can neither train nor score a model: "
-                        "if it is a test file released without them, evaluate on a slice of dev instead, e.g. "
-                        "dev: {split: 'dev[1500:]'})")
-            raise XorderError(f"{path}: line {line}: expected {len(header)} fields ({', '.join(header)}), "
-                              f"found {len(values)}{hint}")
+                hint = (
+                    "; the label column is missing (a file without labels can neither train nor score a model: "
+                    "if it is a test file released without them, evaluate on a slice of dev instead, e.g. "
+                    "dev: {split: 'dev[1500:]'})"
+                )
+            raise XorderError(
+                f"{path}: line {line}: expected {len(header)} fields ({', '.join(header)}), found {len(values)}{hint}"
+            )
         number += 1
         yield number, line, dict(zip(header, values))
     if header is None:
@@ -145,8 +166,11 @@ def _csv_records(path: Path) -> Iterator[tuple[int, int, list[str]]]:
         except StopIteration:
             return
         except csv.Error as err:
-            problem = "a quoted field opens on this line and never closes" if "end of data" in str(err) \
+            problem = (
+                "a quoted field opens on this line and never closes"
+                if "end of data" in str(err)
                 else f"unreadable csv ({err})"
+            )
             raise XorderError(f"{path}: line {start}: {problem}") from None
         if values:
             yield start, reader.line_num, values
@@ -188,11 +212,22 @@ def _stsb(path: Path) -> Iterator[RawRow]:
             continue
         values = line.rstrip("\r\n").split("\t")
         if len(values) < 7:
-            raise XorderError(f"{path}: line {line_number}: expected at least 7 tab-separated fields (genre, file, "
-                              f"year, id, score, sentence1, sentence2), found {len(values)}")
+            raise XorderError(
+                f"{path}: line {line_number}: expected at least 7 tab-separated fields (genre, file, "
+                f"year, id, score, sentence1, sentence2), found {len(values)}"
+            )
         number += 1
-        yield number, line_number, {"genre": values[0], "id": f"{values[1]}-{values[2]}-{values[3]}",
-                                    "score": values[4], "sentence1": values[5], "sentence2": values[6]}
+        yield (
+            number,
+            line_number,
+            {
+                "genre": values[0],
+                "id": f"{values[1]}-{values[2]}-{values[3]}",
+                "score": values[4],
+                "sentence1": values[5],
+                "sentence2": values[6],
+            },
+        )
 
 
 def _json_rows(path: Path) -> list[Any]:
@@ -215,12 +250,18 @@ def squad_rows(path: Path) -> list[dict[str, Any]]:
         for paragraph in article.get("paragraphs", []) if isinstance(article, dict) else []:
             for qa in paragraph.get("qas", []):
                 answers = qa.get("answers", [])
-                rows.append({
-                    "id": qa.get("id"), "title": article.get("title", ""), "context": paragraph.get("context"),
-                    "question": qa.get("question"),
-                    "answers": {"text": [x.get("text") for x in answers],
-                                "answer_start": [x.get("answer_start") for x in answers]},
-                })
+                rows.append(
+                    {
+                        "id": qa.get("id"),
+                        "title": article.get("title", ""),
+                        "context": paragraph.get("context"),
+                        "question": qa.get("question"),
+                        "answers": {
+                            "text": [x.get("text") for x in answers],
+                            "answer_start": [x.get("answer_start") for x in answers],
+                        },
+                    }
+                )
     if not rows:
         raise XorderError(f"{path}: no questions found (expected SQuAD json: data -> paragraphs -> qas)")
     return rows
@@ -248,7 +289,9 @@ def _semeval(folder: Path, pair: str) -> Raw:
     found anywhere under `folder`. 'es-en' is track 4a, 'es-en-wmt' track 4b. Track 6 (tr-en) ships 500
     inputs for 250 scores: the first 250 inputs are the scored ones."""
     if not folder.is_dir():
-        raise XorderError(f"{folder}: no such folder (the SemEval STS release: STS.input.track*.txt + STS.gs.track*.txt)")
+        raise XorderError(
+            f"{folder}: no such folder (the SemEval STS release: STS.input.track*.txt + STS.gs.track*.txt)"
+        )
     wmt = pair.endswith("-wmt")
     base = pair[: -len("-wmt")] if wmt else pair
     inputs = sorted(folder.rglob(f"STS.input.track*.{base}.txt"))
@@ -270,8 +313,13 @@ def _semeval(folder: Path, pair: str) -> Raw:
         for number, (line, score) in enumerate(zip(pairs, scores), 1):
             values = line.rstrip("\r\n").split("\t")
             if len(values) < 2:
-                raise XorderError(f"{source}: line {number}: expected two tab-separated sentences, found {len(values)} field")
-            yield number, number, {"sentence1": values[0], "sentence2": values[1], "score": score.strip(),
-                                   "id": f"{pair}-{number}"}
+                raise XorderError(
+                    f"{source}: line {number}: expected two tab-separated sentences, found {len(values)} field"
+                )
+            yield (
+                number,
+                number,
+                {"sentence1": values[0], "sentence2": values[1], "score": score.strip(), "id": f"{pair}-{number}"},
+            )
 
     return Raw(f"{source} + {gold.name}", f"{_stat(source)}:{_stat(gold)}", rows)

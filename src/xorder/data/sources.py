@@ -44,7 +44,13 @@ class LoadedSplit:
 
 
 def load_split(
-    task: TaskConfig, source: SourceConfig, role: str, lang: str, *, cache_dir: str, synthetic_examples: int,
+    task: TaskConfig,
+    source: SourceConfig,
+    role: str,
+    lang: str,
+    *,
+    cache_dir: str,
+    synthetic_examples: int,
     max_examples: int | None = None,
 ) -> LoadedSplit | None:
     """Canonical rows of `role` (train/dev/test/...) in `lang`, or None when the source has no such split.
@@ -75,7 +81,9 @@ def load_split(
         n = len(whole)
         start, stop, _ = slice(bound(part.start, n), bound(part.stop, n)).indices(n)
         if stop <= start:
-            what = f"split {part.name!r}" + (f" sliced [{part.start or ''}:{part.stop or ''}]" if part.start or part.stop else "")
+            what = f"split {part.name!r}" + (
+                f" sliced [{part.start or ''}:{part.stop or ''}]" if part.start or part.stop else ""
+            )
             raise XorderError(f"{where}: {what} is empty ({n} rows before slicing)")
         pieces.append(whole if (start, stop) == (0, n) else whole.select(range(start, stop)))
         origins.append(where)
@@ -85,8 +93,16 @@ def load_split(
     return LoadedSplit(dataset, digest, " + ".join(origins))
 
 
-def _canonical(task: TaskConfig, view: SourceConfig, part: Part, lang: str, role: str, cache_dir: str,
-               synthetic_examples: int, cap: int | None) -> tuple[Any, str, str]:
+def _canonical(
+    task: TaskConfig,
+    view: SourceConfig,
+    part: Part,
+    lang: str,
+    role: str,
+    cache_dir: str,
+    synthetic_examples: int,
+    cap: int | None,
+) -> tuple[Any, str, str]:
     """The canonical rows of one part before slicing (cached), its cache key and where it comes from."""
     import datasets
 
@@ -95,11 +111,19 @@ def _canonical(task: TaskConfig, view: SourceConfig, part: Part, lang: str, role
         raw = read_hub(view, part.name, lang, cache_dir, need)
     else:
         raw = open_raw(task, view, part.name, lang, role, cache_dir, synthetic_examples, need)
-    identity = {"columns": view.columns, "labels": view.labels, "score_scale": view.score_scale,
-                "fields": view.fields, "format": view.format}
+    identity = {
+        "columns": view.columns,
+        "labels": view.labels,
+        "score_scale": view.score_scale,
+        "fields": view.fields,
+        "format": view.format,
+    }
     task_identity = [task.name, task.kind, list(task.label_names), task.score_range]
-    key = hashlib.sha256(json.dumps([CANONICAL_VERSION, raw.fingerprint, identity, task_identity, lang, part.name],
-                                    sort_keys=True, default=str).encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        json.dumps(
+            [CANONICAL_VERSION, raw.fingerprint, identity, task_identity, lang, part.name], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()[:24]
     folder = Path(cache_dir).expanduser() / "canonical"
     path, marker = folder / f"{key}.arrow", folder / f"{key}.json"
     done = read_json(marker)

@@ -3,20 +3,21 @@ evaluation sets, loaded, validated and tokenized before the first training step.
 
 from __future__ import annotations
 
-import random
 import hashlib
+import random
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from xorder import kinds
 from xorder.config import TaskConfig
 from xorder.data.encode import encode, fingerprint
 from xorder.data.sources import LoadedSplit, load_split
-from xorder.splits import splits_of
 from xorder.errors import XorderError
 from xorder.kinds.base import Kind
 from xorder.plan import Component, StageSpec
+from xorder.splits import splits_of
 
 DATA_SEED = 0  # subsets and caps are part of the data, the same for every training seed
 
@@ -83,8 +84,15 @@ def subset(dataset: Any, n: int | None, salt: str) -> Any:
 
 
 def _load(comp: Component, role: str, lang: str, settings: DataSettings, cap: int | None = None) -> LoadedSplit | None:
-    return load_split(comp.task, comp.source, role, lang, cache_dir=settings.cache_dir,
-                      synthetic_examples=settings.synthetic_examples, max_examples=cap)
+    return load_split(
+        comp.task,
+        comp.source,
+        role,
+        lang,
+        cache_dir=settings.cache_dir,
+        synthetic_examples=settings.synthetic_examples,
+        max_examples=cap,
+    )
 
 
 def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageData:
@@ -111,10 +119,19 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
         rows = subset(rows, stage.hparams.max_examples_per_task, f"{task.name}/{comp.variant}")
         names = label_names.setdefault(comp.head, kinds.get(task.kind).label_names(task, rows))
         fp = fingerprint("/".join(fps) + f":{len(rows)}", task, tokenizer, max_length, True, names)
-        features = encode(rows, task, tokenizer, max_length, train=True, label_names=names, fingerprint=fp,
-                          cache_dir=settings.cache_dir)
-        train_sets.append(TrainSet(f"{comp.head}/{comp.variant}", comp.head, task, features, comp.mlm_probability,
-                                   comp.variant))
+        features = encode(
+            rows,
+            task,
+            tokenizer,
+            max_length,
+            train=True,
+            label_names=names,
+            fingerprint=fp,
+            cache_dir=settings.cache_dir,
+        )
+        train_sets.append(
+            TrainSet(f"{comp.head}/{comp.variant}", comp.head, task, features, comp.mlm_probability, comp.variant)
+        )
         evals += _eval_sets(stage, comp, names, tokenizer, settings, max_length, rows, notes)
     return StageData(train_sets, evals, label_names, notes)
 
@@ -132,7 +149,7 @@ def eval_reads(stage: StageSpec, comp: Component) -> list[tuple[str, str]]:
     split's own, as STS 2017's language pairs)."""
     out = []
     splits = splits_of(comp.source)
-    for role in ([r for r in splits if r != "train"] if stage.is_target else ["dev"]):
+    for role in [r for r in splits if r != "train"] if stage.is_target else ["dev"]:
         split = splits.get(role)
         if split is None or split.split is None:
             continue
@@ -156,8 +173,16 @@ def reads(stage: StageSpec) -> Iterator[tuple[Component, str, str, int | None]]:
             yield comp, role, lang, None
 
 
-def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: Any, settings: DataSettings,
-               max_length: int, train: Any, notes: list[str]) -> list[EvalSet]:
+def _eval_sets(
+    stage: StageSpec,
+    comp: Component,
+    names: list[str],
+    tokenizer: Any,
+    settings: DataSettings,
+    max_length: int,
+    train: Any,
+    notes: list[str],
+) -> list[EvalSet]:
     task = comp.task
     cap = stage.hparams.eval_cap if stage.is_target else stage.hparams.eval_examples
     reads = eval_reads(stage, comp)
@@ -167,8 +192,10 @@ def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: A
     # small lexicon and repeat each other by design: the demo is about the pipeline, not about these numbers)
     if stage.is_target and comp.source.format != "synthetic":
         selection = loaded_sets.get(("dev", task.train_language))
-        seen = {"training": set(_keys(train, task)),
-                "selection": set(_keys(selection.dataset, task)) if selection is not None else set()}
+        seen = {
+            "training": set(_keys(train, task)),
+            "selection": set(_keys(selection.dataset, task)) if selection is not None else set(),
+        }
     out = []
     for split, lang in reads:
         loaded = loaded_sets[(split, lang)]
@@ -178,10 +205,19 @@ def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: A
         examples = subset(loaded.dataset, cap, f"{task.name}/{split}")
         if seen is not None:
             examples = _without_seen(examples, task, split, lang, seen, notes)
-        fp = fingerprint(f"{loaded.fingerprint}:{len(examples)}:{_digest(examples)}", task, tokenizer, max_length,
-                         False, names)
-        features = encode(examples, task, tokenizer, max_length, train=False, label_names=names, fingerprint=fp,
-                          cache_dir=settings.cache_dir)
+        fp = fingerprint(
+            f"{loaded.fingerprint}:{len(examples)}:{_digest(examples)}", task, tokenizer, max_length, False, names
+        )
+        features = encode(
+            examples,
+            task,
+            tokenizer,
+            max_length,
+            train=False,
+            label_names=names,
+            fingerprint=fp,
+            cache_dir=settings.cache_dir,
+        )
         features = features.add_column("feature", list(range(len(features))))
         out.append(EvalSet(comp.head, task, split, lang, examples, features, names, comp.mlm_probability))
     return out
@@ -190,7 +226,9 @@ def _eval_sets(stage: StageSpec, comp: Component, names: list[str], tokenizer: A
 def _keys(dataset: Any, task: TaskConfig) -> list[str]:
     """One key per row: its texts, normalised (NFKC, case, whitespace) and sorted, so that a pair that is also
     in another set, in either order, has the same key."""
-    columns = [c for c, kind in kinds.get(task.kind).columns().items() if kind == "string" and c in dataset.column_names]
+    columns = [
+        c for c, kind in kinds.get(task.kind).columns().items() if kind == "string" and c in dataset.column_names
+    ]
     texts = dataset.select_columns(columns).to_dict()
     out = []
     for values in zip(*(texts[c] for c in columns)):
@@ -199,8 +237,9 @@ def _keys(dataset: Any, task: TaskConfig) -> list[str]:
     return out
 
 
-def _without_seen(examples: Any, task: TaskConfig, split: str, lang: str, seen: dict[str, set[str]],
-                  notes: list[str]) -> Any:
+def _without_seen(
+    examples: Any, task: TaskConfig, split: str, lang: str, seen: dict[str, set[str]], notes: list[str]
+) -> Any:
     """The evaluation set minus the pairs the target trains or is selected on (never the selection set itself),
     with a note saying how many were excluded and why."""
     if split == "dev" and lang == task.train_language:
@@ -211,8 +250,10 @@ def _without_seen(examples: Any, task: TaskConfig, split: str, lang: str, seen: 
     if len(keep) == len(keys):
         return examples
     if not keep:
-        raise XorderError(f"{task.name} {split}/{lang}: every evaluation pair is also in the target's training or "
-                          "selection data: nothing would be zero-shot")
+        raise XorderError(
+            f"{task.name} {split}/{lang}: every evaluation pair is also in the target's training or "
+            "selection data: nothing would be zero-shot"
+        )
     why = " and ".join(f"{n} in its {name} data" for name, n in found.items() if n)
     notes.append(f"{split}/{lang}: {len(keys) - len(keep)} of {len(keys)} pairs excluded from evaluation ({why})")
     return examples.select(keep, keep_in_memory=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from xorder import kinds, lexicon
 from xorder.fileio import write_atomic
@@ -62,8 +62,13 @@ def _reading_choice(rng: random.Random, r: Renderer, r2: Renderer) -> Example:
 
 
 TASKS: dict[str, Generator] = {
-    "qqp": _duplicate, "mnli": _nli, "anli": _nli, "xnli": _nli, "sst2": _sentiment,
-    "commonsenseqa": _category_choice, "cosmosqa": _reading_choice,
+    "qqp": _duplicate,
+    "mnli": _nli,
+    "anli": _nli,
+    "xnli": _nli,
+    "sst2": _sentiment,
+    "commonsenseqa": _category_choice,
+    "cosmosqa": _reading_choice,
 }
 SPLIT_SIZES = {"train": 1.0, "dev": 0.25, "test": 0.25, "sts17": 0.125}
 

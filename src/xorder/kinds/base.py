@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from xorder import metrics
 from xorder.config import SourceConfig, TaskConfig
@@ -54,8 +55,9 @@ class Kind:
     needs_label_names: ClassVar[bool] = False  # the task must list its classes
 
     # --- canonical rows ---------------------------------------------------------------------------------
-    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
-              fail: Fail) -> None:
+    def check(
+        self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
+    ) -> None:
         """Check the raw values of one row (`item`, canonical column -> value; `column`: the source column each
         came from, for messages) and convert them in place into canonical values."""
         raise NotImplementedError
@@ -68,12 +70,23 @@ class Kind:
         return list(task.label_names)
 
     # --- features and batches ---------------------------------------------------------------------------
-    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
-               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+    def encode(
+        self,
+        batch: Batch,
+        rows: list[int],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        task: TaskConfig,
+        train: bool,
+        label_names: list[str],
+    ) -> dict[str, list[Any]]:
         """Canonical rows -> model features; every feature keeps `row` (its example) and `length` (its tokens)."""
         raise NotImplementedError
 
-    def collator(self, tokenizer: Any, mlm_probability: float | None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, tokenizer: Any, mlm_probability: float | None
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         """Pads a list of features into tensors (model inputs and what the loss and predictions need)."""
         return Padded(tokenizer, ("labels",))
 
@@ -84,8 +97,9 @@ class Kind:
     def encoder_inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {key: batch[key] for key in MODEL_KEYS if key in batch}
 
-    def forward(self, head: nn.Module, states: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, head: nn.Module, states: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(loss, outputs) from the encoder's last hidden states; the loss is None without labels."""
         raise NotImplementedError
 
@@ -93,8 +107,14 @@ class Kind:
         """Per feature, a tensor of fixed shape (so that it gathers across processes)."""
         raise NotImplementedError
 
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
+    def score(
+        self,
+        task: TaskConfig,
+        examples: datasets.Dataset,
+        features: datasets.Dataset,
+        rows: list[int],
+        predictions: torch.Tensor,
+    ) -> Scored:
         """Metrics of one evaluation set from one prediction per feature (`rows`: each feature's example)."""
         raise NotImplementedError
 
@@ -121,8 +141,14 @@ class OneOfMany(Kind):
     def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return outputs.argmax(-1)
 
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
+    def score(
+        self,
+        task: TaskConfig,
+        examples: datasets.Dataset,
+        features: datasets.Dataset,
+        rows: list[int],
+        predictions: torch.Tensor,
+    ) -> Scored:
         return per_example(self, task, examples, rows, predictions.tolist())
 
 
@@ -139,8 +165,9 @@ def text(value: Any, column: str, fail: Fail, allow_empty: bool = False) -> str:
     return value
 
 
-def class_label(task: TaskConfig, view: SourceConfig, value: Any, column: str, fail: Fail, n_classes: int,
-                what: str) -> int:
+def class_label(
+    task: TaskConfig, view: SourceConfig, value: Any, column: str, fail: Fail, n_classes: int, what: str
+) -> int:
     """A class id from a raw label: through the source's `labels` mapping, or a whole number in range."""
     if view.labels:
         key = str(value).strip()
@@ -153,7 +180,9 @@ def class_label(task: TaskConfig, view: SourceConfig, value: Any, column: str, f
         try:
             as_float = float(str(value).strip())
         except ValueError:
-            raise fail(column, f"label {value!r} is not a class number (map names to ids with labels: {{name: id}})") from None
+            raise fail(
+                column, f"label {value!r} is not a class number (map names to ids with labels: {{name: id}})"
+            ) from None
         if not as_float.is_integer():
             raise fail(column, f"label {value!r} is not a whole class number")
         label = int(as_float)
@@ -182,8 +211,7 @@ def encode_texts(batch: Batch, rows: list[int], tokenizer: Any, max_length: int)
     return out
 
 
-def per_example(kind: Kind, task: TaskConfig, examples: datasets.Dataset, rows: list[int],
-                values: list[Any]) -> Scored:
+def per_example(kind: Kind, task: TaskConfig, examples: datasets.Dataset, rows: list[int], values: list[Any]) -> Scored:
     """Scoring for kinds with one feature and one prediction per example, in example order."""
     gold_column = examples["label"]
     ids_column = examples["id"]
@@ -208,8 +236,9 @@ class Padded:
         return batch
 
 
-def loss_or_none(fn: Callable[..., torch.Tensor], outputs: torch.Tensor, batch: dict[str, torch.Tensor],
-                 float_labels: bool = False) -> torch.Tensor | None:
+def loss_or_none(
+    fn: Callable[..., torch.Tensor], outputs: torch.Tensor, batch: dict[str, torch.Tensor], float_labels: bool = False
+) -> torch.Tensor | None:
     """fn(outputs, labels) in float32 when the batch has labels."""
     if "labels" not in batch:
         return None

@@ -23,18 +23,29 @@ class Classification(OneOfMany):
     optional = {"text_b": "string"}
     needs_label_names = True
 
-    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
-              fail: Fail) -> None:
+    def check(
+        self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
+    ) -> None:
         item["text_a"] = text(item["text_a"], column["text_a"], fail)
         if "text_b" in item:
             item["text_b"] = text(item["text_b"], column["text_b"], fail)
         if not task.label_names:
             raise XorderError(f"{task.name}: a classification task needs label_names")
-        item["label"] = class_label(task, view, item["label"], column["label"], fail, len(task.label_names),
-                                    ", ".join(task.label_names))
+        item["label"] = class_label(
+            task, view, item["label"], column["label"], fail, len(task.label_names), ", ".join(task.label_names)
+        )
 
-    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
-               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+    def encode(
+        self,
+        batch: Batch,
+        rows: list[int],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        task: TaskConfig,
+        train: bool,
+        label_names: list[str],
+    ) -> dict[str, list[Any]]:
         return encode_texts(batch, rows, tokenizer, max_length)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
@@ -42,8 +53,9 @@ class Classification(OneOfMany):
 
         return PooledHead(hidden, n_labels, dropout)
 
-    def forward(self, head: nn.Module, states: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, head: nn.Module, states: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         from torch.nn import functional as F
 
         logits = head(states)
@@ -54,8 +66,11 @@ class Classification(OneOfMany):
         adj, label = rng.choice(lexicon.ADJ_POSITIVE), rng.randint(0, 1)
         _, noun, verb, adj2, obj = lexicon.random_clause(rng, adj)
         other = lexicon.same(rng, adj) if label else lexicon.opposite(rng, adj)
-        return {"text_a": first.text(first.clause(adj, noun, verb, adj2, obj)),
-                "text_b": second.text(second.clause(other, noun, rng.choice(lexicon.VERBS), adj2, obj)), "label": label}
+        return {
+            "text_a": first.text(first.clause(adj, noun, verb, adj2, obj)),
+            "text_b": second.text(second.clause(other, noun, rng.choice(lexicon.VERBS), adj2, obj)),
+            "label": label,
+        }
 
 
 KIND = Classification()

@@ -5,7 +5,8 @@ per question (its best window) with SQuAD v1.1's exact match and F1. Synthetic s
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from xorder import lexicon, metrics
 from xorder.config import SourceConfig, TaskConfig
@@ -22,12 +23,12 @@ MAX_ANSWER_TOKENS = 30
 
 class ExtractiveQA(Kind):
     name = "extractive_qa"
-    schema = {"context": "string", "question": "string",
-              "answers": {"text": ["string"], "answer_start": ["int64"]}}
+    schema = {"context": "string", "question": "string", "answers": {"text": ["string"], "answer_start": ["int64"]}}
     metrics = metrics.SPAN
 
-    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
-              fail: Fail) -> None:
+    def check(
+        self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
+    ) -> None:
         context = item["context"] = text(item["context"], column["context"], fail)
         item["question"] = text(item["question"], column["question"], fail)
         answers, where = item["answers"], column["answers"]
@@ -43,17 +44,31 @@ class ExtractiveQA(Kind):
         for answer, start in zip(texts, starts):
             if not isinstance(answer, str) or not answer:
                 raise fail(where, f"answer {answer!r} is not a non-empty text")
-            if start < 0 or context[start: start + len(answer)] != answer:
+            if start < 0 or context[start : start + len(answer)] != answer:
                 raise fail(where, f"answer {answer!r} is not at character {start} of the context")
         item["answers"] = {"text": texts, "answer_start": starts}
 
-    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
-               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+    def encode(
+        self,
+        batch: Batch,
+        rows: list[int],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        task: TaskConfig,
+        train: bool,
+        label_names: list[str],
+    ) -> dict[str, list[Any]]:
         """Training features point at the answer's first and last token (the first token when the answer is
         outside the window); evaluation features keep the offsets of context tokens to map spans back to text."""
         enc = tokenizer(
-            [q.lstrip() for q in batch["question"]], batch["context"], truncation="only_second",
-            max_length=max_length, stride=task.doc_stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+            [q.lstrip() for q in batch["question"]],
+            batch["context"],
+            truncation="only_second",
+            max_length=max_length,
+            stride=task.doc_stride,
+            return_overflowing_tokens=True,
+            return_offsets_mapping=True,
         )
         sample_map = enc.pop("overflow_to_sample_mapping")
         offsets = enc.pop("offset_mapping")
@@ -86,7 +101,9 @@ class ExtractiveQA(Kind):
             out["offset_mapping"] = kept_offsets
         return out
 
-    def collator(self, tokenizer: Any, mlm_probability: float | None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, tokenizer: Any, mlm_probability: float | None
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return SpanCollator(tokenizer)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
@@ -94,8 +111,9 @@ class ExtractiveQA(Kind):
 
         return nn.Linear(hidden, 2)
 
-    def forward(self, head: nn.Module, states: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, head: nn.Module, states: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         import torch
         from torch.nn import functional as F
 
@@ -104,8 +122,10 @@ class ExtractiveQA(Kind):
         start, end = start.masked_fill(padding, -1e4), end.masked_fill(padding, -1e4)
         loss = None
         if "start_positions" in batch:
-            loss = (F.cross_entropy(start.float(), batch["start_positions"])
-                    + F.cross_entropy(end.float(), batch["end_positions"])) / 2
+            loss = (
+                F.cross_entropy(start.float(), batch["start_positions"])
+                + F.cross_entropy(end.float(), batch["end_positions"])
+            ) / 2
         return loss, torch.stack([start, end], dim=-1)
 
     def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -124,22 +144,29 @@ class ExtractiveQA(Kind):
         best = scores.flatten(1).gather(1, flat.unsqueeze(1)).squeeze(1)
         return torch.stack([(flat // length).float(), (flat % length).float(), best], dim=-1)
 
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
+    def score(
+        self,
+        task: TaskConfig,
+        examples: datasets.Dataset,
+        features: datasets.Dataset,
+        rows: list[int],
+        predictions: torch.Tensor,
+    ) -> Scored:
         """Each question's answer is the best-scoring span over its windows, decoded with its own window's offsets."""
         contexts = examples["context"]
         best: dict[int, tuple[float, str]] = {}
         for example, offsets, (start, end, score) in zip(rows, features["offset_mapping"], predictions.tolist()):
             context = contexts[example]
-            answer = context[offsets[int(start)][0]: offsets[int(end)][1]] if offsets[int(start)][0] >= 0 else ""
+            answer = context[offsets[int(start)][0] : offsets[int(end)][1]] if offsets[int(start)][0] >= 0 else ""
             if example not in best or score > best[example][0]:
                 best[example] = (score, answer)
         order = sorted(best)
         answers, ids = examples["answers"], examples["id"]
         gold = [answers[i]["text"] for i in order]
         pred = [best[i][1] for i in order]
-        return Scored(self.compute(task.metrics, gold, pred), [ids[i] for i in order], ["|".join(g) for g in gold],
-                      pred)
+        return Scored(
+            self.compute(task.metrics, gold, pred), [ids[i] for i in order], ["|".join(g) for g in gold], pred
+        )
 
     def synthetic(self, rng: random.Random, first: Renderer, second: Renderer) -> Example:
         """Several sentences about objects and exactly one living being; the question asks who is there."""
@@ -157,8 +184,11 @@ class ExtractiveQA(Kind):
             concepts += r.clause(adj, noun, rng.choice(lexicon.VERBS), None, rng.choice(lexicon.NOUNS_OBJECT))
         joiner = "" if r.lang in ("ja", "zh") else " "
         start = len(r.text(concepts[:answer_index])) + (len(joiner) if answer_index else 0)
-        return {"context": r.text(concepts), "question": r.text(r.question("who", "is", "there")),
-                "answers": {"text": [r.words[living]], "answer_start": [start]}}
+        return {
+            "context": r.text(concepts),
+            "question": r.text(r.question("who", "is", "there")),
+            "answers": {"text": [r.words[living]], "answer_start": [start]},
+        }
 
 
 class SpanCollator(Padded):
@@ -174,8 +204,11 @@ class SpanCollator(Padded):
         if "offset_mapping" in features[0]:
             width = batch["input_ids"].shape[1]
             batch["context_mask"] = torch.tensor(
-                [[int(o[0] >= 0) for o in f["offset_mapping"]] + [0] * (width - len(f["offset_mapping"]))
-                 for f in features])
+                [
+                    [int(o[0] >= 0) for o in f["offset_mapping"]] + [0] * (width - len(f["offset_mapping"]))
+                    for f in features
+                ]
+            )
         return batch
 
 

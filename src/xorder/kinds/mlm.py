@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import random
 import zlib
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from xorder import lexicon, metrics
 from xorder.config import SourceConfig, TaskConfig
@@ -25,19 +26,38 @@ class MaskedLM(Kind):
     schema = {"text": "string"}
     metrics = {"accuracy": metrics.accuracy}  # of the masked tokens (scored in `score`, not through the table)
 
-    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
-              fail: Fail) -> None:
+    def check(
+        self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
+    ) -> None:
         item["text"] = text(item["text"], column["text"], fail)
 
-    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
-               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+    def encode(
+        self,
+        batch: Batch,
+        rows: list[int],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        task: TaskConfig,
+        train: bool,
+        label_names: list[str],
+    ) -> dict[str, list[Any]]:
         """Every token of the (capped) corpus is trained on: a document longer than max_length is several windows."""
-        enc = tokenizer(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True,
-                        return_overflowing_tokens=True)
-        return finish({k: v for k, v in enc.items() if k != "overflow_to_sample_mapping"},
-                      [rows[i] for i in enc["overflow_to_sample_mapping"]])
+        enc = tokenizer(
+            batch["text"],
+            truncation=True,
+            max_length=max_length,
+            return_special_tokens_mask=True,
+            return_overflowing_tokens=True,
+        )
+        return finish(
+            {k: v for k, v in enc.items() if k != "overflow_to_sample_mapping"},
+            [rows[i] for i in enc["overflow_to_sample_mapping"]],
+        )
 
-    def collator(self, tokenizer: Any, mlm_probability: float | None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, tokenizer: Any, mlm_probability: float | None
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return MaskingCollator(tokenizer, mlm_probability or 0.15)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
@@ -45,8 +65,9 @@ class MaskedLM(Kind):
             raise XorderError("this model has no masked-LM head, so it cannot train multilingual=mlm")
         return lm_head  # shared with the backbone, so it travels to later stages
 
-    def forward(self, head: nn.Module, states: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, head: nn.Module, states: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         """Only the masked positions are scored: never the whole vocabulary at every position."""
         from torch.nn import functional as F
 
@@ -69,8 +90,14 @@ class MaskedLM(Kind):
         counts[:, 1].index_add_(0, feature, torch.ones_like(right))
         return counts
 
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
+    def score(
+        self,
+        task: TaskConfig,
+        examples: datasets.Dataset,
+        features: datasets.Dataset,
+        rows: list[int],
+        predictions: torch.Tensor,
+    ) -> Scored:
         right, total = (int(x) for x in predictions.sum(0))
         return Scored({} if total == 0 else {"accuracy": 100.0 * right / total})  # no masked token: no score, not 0
 

@@ -5,13 +5,13 @@ a split must have the same number of choices. Synthetic stand-in: HellaSwag-shap
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from xorder import lexicon
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
-from xorder.kinds.base import (MODEL_KEYS, Batch, Example, Fail, OneOfMany, class_label, loss_or_none,
-                               text)
+from xorder.kinds.base import MODEL_KEYS, Batch, Example, Fail, OneOfMany, class_label, loss_or_none, text
 from xorder.lexicon import Renderer
 
 if TYPE_CHECKING:
@@ -25,29 +25,45 @@ class MultipleChoice(OneOfMany):
     schema = {"context": "string", "choices": ["string"], "label": "int64"}
     optional = {"question": "string"}
 
-    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
-              fail: Fail) -> None:
+    def check(
+        self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
+    ) -> None:
         item["context"] = text(item["context"], column["context"], fail)
         if "question" in item:
             item["question"] = text(item["question"], column["question"], fail, allow_empty=True)
         choices = item["choices"]
         if not isinstance(choices, (list, tuple)) or len(choices) < 2:
-            raise fail(column["choices"], "expected a list of at least two answer texts "
-                                          "(map several fields as a list: choices: [answer0, answer1, ...])")
+            raise fail(
+                column["choices"],
+                "expected a list of at least two answer texts "
+                "(map several fields as a list: choices: [answer0, answer1, ...])",
+            )
         item["choices"] = [text(c, column["choices"], fail) for c in choices]
-        item["label"] = class_label(task, view, item["label"], column["label"], fail, len(choices),
-                                    f"{len(choices)} choices")
+        item["label"] = class_label(
+            task, view, item["label"], column["label"], fail, len(choices), f"{len(choices)} choices"
+        )
 
     def check_split(self, dataset: datasets.Dataset, where: str) -> None:
         import pyarrow.compute as pc
 
         counts = pc.unique(pc.list_value_length(dataset.with_format("arrow")["choices"])).to_pylist()
         if len(counts) > 1:
-            raise XorderError(f"{where}: rows have different numbers of choices ({sorted(counts)}); "
-                              "a multiple-choice task needs the same number in every row")
+            raise XorderError(
+                f"{where}: rows have different numbers of choices ({sorted(counts)}); "
+                "a multiple-choice task needs the same number in every row"
+            )
 
-    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
-               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+    def encode(
+        self,
+        batch: Batch,
+        rows: list[int],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        task: TaskConfig,
+        train: bool,
+        label_names: list[str],
+    ) -> dict[str, list[Any]]:
         questions = batch.get("question") or [None] * len(batch["context"])
         firsts, seconds, counts = [], [], []
         for context, question, choices in zip(batch["context"], questions, batch["choices"]):
@@ -60,14 +76,16 @@ class MultipleChoice(OneOfMany):
         at = 0
         for n in counts:
             for key in flat:
-                out[key].append(flat[key][at: at + n])
+                out[key].append(flat[key][at : at + n])
             at += n
         out["labels"] = batch["label"]
         out["row"] = rows
         out["length"] = [sum(len(ids) for ids in choice_ids) for choice_ids in out["input_ids"]]
         return out
 
-    def collator(self, tokenizer: Any, mlm_probability: float | None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, tokenizer: Any, mlm_probability: float | None
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return ChoiceCollator(tokenizer)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
@@ -79,8 +97,9 @@ class MultipleChoice(OneOfMany):
         """[examples, choices, tokens] -> [examples x choices, tokens]: every choice is one sequence."""
         return {key: batch[key].flatten(0, 1) for key in MODEL_KEYS if key in batch}
 
-    def forward(self, head: nn.Module, states: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, head: nn.Module, states: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         from torch.nn import functional as F
 
         logits = head(states).view(-1, batch["input_ids"].shape[1])
@@ -95,8 +114,10 @@ def ending_choice(rng: random.Random, r: Renderer, n_choices: int = 4) -> Exampl
     adj = rng.choice(lexicon.ADJ_POSITIVE)
     clause = lexicon.random_clause(rng, adj)
     label = rng.randrange(n_choices)
-    endings = [r.text(r.predicate(clause[1], lexicon.same(rng, adj) if i == label else lexicon.opposite(rng, adj)))
-               for i in range(n_choices)]
+    endings = [
+        r.text(r.predicate(clause[1], lexicon.same(rng, adj) if i == label else lexicon.opposite(rng, adj)))
+        for i in range(n_choices)
+    ]
     return {"context": r.text(r.clause(*clause)), "choices": endings, "label": label}
 
 

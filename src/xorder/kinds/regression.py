@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from xorder import lexicon, metrics
 from xorder.config import SourceConfig, TaskConfig
@@ -24,8 +25,9 @@ class Regression(Kind):
     optional = {"text_b": "string"}
     metrics = metrics.SCORES
 
-    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
-              fail: Fail) -> None:
+    def check(
+        self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
+    ) -> None:
         item["text_a"] = text(item["text_a"], column["text_a"], fail)
         if "text_b" in item:
             item["text_b"] = text(item["text_b"], column["text_b"], fail)
@@ -44,11 +46,22 @@ class Regression(Kind):
             raise fail(column["label"], f"score {score:g}{scaled} is outside {low:g}..{high:g}")
         item["label"] = score
 
-    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
-               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+    def encode(
+        self,
+        batch: Batch,
+        rows: list[int],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        task: TaskConfig,
+        train: bool,
+        label_names: list[str],
+    ) -> dict[str, list[Any]]:
         return encode_texts(batch, rows, tokenizer, max_length)
 
-    def collator(self, tokenizer: Any, mlm_probability: float | None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, tokenizer: Any, mlm_probability: float | None
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return Padded(tokenizer, ("labels",), float_labels=True)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
@@ -56,8 +69,9 @@ class Regression(Kind):
 
         return PooledHead(hidden, 1, dropout)
 
-    def forward(self, head: nn.Module, states: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, head: nn.Module, states: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         from torch.nn import functional as F
 
         scores = head(states).squeeze(-1)
@@ -66,8 +80,14 @@ class Regression(Kind):
     def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return outputs.float()
 
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
+    def score(
+        self,
+        task: TaskConfig,
+        examples: datasets.Dataset,
+        features: datasets.Dataset,
+        rows: list[int],
+        predictions: torch.Tensor,
+    ) -> Scored:
         return per_example(self, task, examples, rows, predictions.numpy().tolist())
 
     def synthetic(self, rng: random.Random, first: Renderer, second: Renderer) -> Example:
@@ -79,8 +99,11 @@ class Regression(Kind):
         noun2 = rng.choice(lexicon.NOUNS_LIVING if same_cat else lexicon.NOUNS_OBJECT)
         score = min(5.0, max(0.0, 2.5 * same_pol + 2.5 * same_cat + rng.gauss(0.0, 0.25)))
         verb, obj = rng.choice(lexicon.VERBS), rng.choice(lexicon.NOUNS_OBJECT)
-        return {"text_a": first.text(first.clause(adj, noun, verb, None, obj)),
-                "text_b": second.text(second.clause(adj2, noun2, verb, None, obj)), "label": round(score, 3)}
+        return {
+            "text_a": first.text(first.clause(adj, noun, verb, None, obj)),
+            "text_b": second.text(second.clause(adj2, noun2, verb, None, obj)),
+            "label": round(score, 3),
+        }
 
 
 KIND = Regression()

@@ -5,7 +5,8 @@ training data. Synthetic stand-in: part-of-speech-like tags of the synthetic lex
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from xorder import lexicon
 from xorder.config import SourceConfig, TaskConfig
@@ -23,8 +24,9 @@ class Tagging(Kind):
     schema = {"tokens": ["string"], "tags": ["string"]}
     token_level = True
 
-    def check(self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str],
-              fail: Fail) -> None:
+    def check(
+        self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
+    ) -> None:
         tokens, tags = item["tokens"], item["tags"]
         tokens = tokens.split() if isinstance(tokens, str) else list(tokens)
         tags = tags.split() if isinstance(tags, str) else list(tags)
@@ -45,8 +47,17 @@ class Tagging(Kind):
 
         return sorted(pc.unique(pc.list_flatten(train.with_format("arrow")["tags"])).to_pylist())
 
-    def encode(self, batch: Batch, rows: list[int], *, tokenizer: Any, max_length: int, task: TaskConfig,
-               train: bool, label_names: list[str]) -> dict[str, list[Any]]:
+    def encode(
+        self,
+        batch: Batch,
+        rows: list[int],
+        *,
+        tokenizer: Any,
+        max_length: int,
+        task: TaskConfig,
+        train: bool,
+        label_names: list[str],
+    ) -> dict[str, list[Any]]:
         index = {name: i for i, name in enumerate(label_names)}
         enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
         labels = []
@@ -61,7 +72,9 @@ class Tagging(Kind):
         out["labels"] = labels
         return out
 
-    def collator(self, tokenizer: Any, mlm_probability: float | None) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def collator(
+        self, tokenizer: Any, mlm_probability: float | None
+    ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         return TagCollator(tokenizer)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
@@ -69,8 +82,9 @@ class Tagging(Kind):
 
         return nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden, n_labels))
 
-    def forward(self, head: nn.Module, states: torch.Tensor,
-                batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+    def forward(
+        self, head: nn.Module, states: torch.Tensor, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
         from torch.nn import functional as F
 
         logits = head(states)
@@ -82,8 +96,14 @@ class Tagging(Kind):
     def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return outputs.argmax(-1).masked_fill(batch["labels"] == IGNORE, IGNORE)
 
-    def score(self, task: TaskConfig, examples: datasets.Dataset, features: datasets.Dataset, rows: list[int],
-              predictions: torch.Tensor) -> Scored:
+    def score(
+        self,
+        task: TaskConfig,
+        examples: datasets.Dataset,
+        features: datasets.Dataset,
+        rows: list[int],
+        predictions: torch.Tensor,
+    ) -> Scored:
         gold, pred = [], []
         for labels, predicted in zip(features["labels"], predictions.tolist()):
             pairs = [(g, q) for g, q in zip(labels, predicted) if g != IGNORE]

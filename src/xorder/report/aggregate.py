@@ -50,9 +50,17 @@ def summarize(seeds: pd.DataFrame) -> pd.DataFrame:
     if seeds.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     ordered = seeds.sort_values([*group, "seed"], kind="stable")
-    summary = ordered.groupby(group, sort=True).agg(
-        n_seeds=("value", "size"), finite=("value", "count"), mean=("value", "mean"), std=("value", "std"),
-        seeds=("seed", lambda s: ";".join(str(v) for v in sorted(s)))).reset_index()
+    summary = (
+        ordered.groupby(group, sort=True)
+        .agg(
+            n_seeds=("value", "size"),
+            finite=("value", "count"),
+            mean=("value", "mean"),
+            std=("value", "std"),
+            seeds=("seed", lambda s: ";".join(str(v) for v in sorted(s))),
+        )
+        .reset_index()
+    )
     bad = summary["finite"] < summary["n_seeds"]
     summary.loc[bad, ["mean", "std"]] = float("nan")
     return sort_frame(summary[SUMMARY_COLUMNS], group)

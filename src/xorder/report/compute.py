@@ -13,12 +13,23 @@ from xorder.report.load import Records
 from xorder.report.render import DASH, Table, count
 from xorder.report.tables import Look, View
 
-COMPUTE_COLUMNS = ["target", "model", "resource", "records", "trained_stages", "hours", "missing", "projected_hours",
-                   "not_projected"]
+COMPUTE_COLUMNS = [
+    "target",
+    "model",
+    "resource",
+    "records",
+    "trained_stages",
+    "hours",
+    "missing",
+    "projected_hours",
+    "not_projected",
+]
 CELL = ["target", "model", "multilingual", "order", "tasks"]
 _GPU = re.compile(r"nvidia|tesla|quadro|geforce|radeon|instinct|\bgpu\b|cuda", re.IGNORECASE)
-PROJECTION = ("each missing cell costs the mean trained hours of the recorded cells of the same target, model, "
-              "order, tasks and multilingual variant")
+PROJECTION = (
+    "each missing cell costs the mean trained hours of the recorded cells of the same target, model, "
+    "order, tasks and multilingual variant"
+)
 
 
 def _strict_sum(values: pd.Series) -> float:
@@ -42,16 +53,29 @@ def budget_table(view: View, look: Look, records: Records) -> Table | None:
             rows.append([*look.names.row(row), "0", *[DASH] * (len(names) + 1) * len(measures)])
             continue
         mine, total = per_stage.xs(row, level=key[:3]), totals.xs(row, level=key[:3])
-        cells = [count(mine[(m, name)].mean(skipna=False) if (m, name) in mine.columns else math.nan)
-                 for name in names for m in measures]
-        rows.append([*look.names.row(row), str(len(total)), *cells, *(count(total[m].mean(skipna=False)) for m in measures)])
-    note = ("Training steps and examples seen per stage, mean over seeds; a stage reused from the cache counts "
-            "for every cell that starts from it. Compare orders at equal budgets.")
+        cells = [
+            count(mine[(m, name)].mean(skipna=False) if (m, name) in mine.columns else math.nan)
+            for name in names
+            for m in measures
+        ]
+        rows.append(
+            [*look.names.row(row), str(len(total)), *cells, *(count(total[m].mean(skipna=False)) for m in measures)]
+        )
+    note = (
+        "Training steps and examples seen per stage, mean over seeds; a stage reused from the cache counts "
+        "for every cell that starts from it. Compare orders at equal budgets."
+    )
     if len(measures) == 1:
         note += " Examples: not in these records (written by an older xorder)."
     columns = [f"{name} {m}" for name in names for m in measures] + [f"total {m}" for m in measures]
-    return Table(f"{view.slug}-budget", view.title(look.names, "training budget", ""),
-                 ["task", "multilingual", "order", "seeds", *columns], rows, keys=3, note=note)
+    return Table(
+        f"{view.slug}-budget",
+        view.title(look.names, "training budget", ""),
+        ["task", "multilingual", "order", "seeds", *columns],
+        rows,
+        keys=3,
+        note=note,
+    )
 
 
 def _trained(records: Records) -> pd.DataFrame:
@@ -84,8 +108,19 @@ def compute_frame(records: Records, missing: pd.DataFrame) -> pd.DataFrame:
             spent = mine[mine["resource"] == resource]
             if spent.empty and not todo[resource].fillna(0).any():
                 continue
-            rows.append((target, model, resource, len(group), len(spent), float(spent["hours"].sum()), len(todo),
-                         float(todo[resource].sum()), unknown))
+            rows.append(
+                (
+                    target,
+                    model,
+                    resource,
+                    len(group),
+                    len(spent),
+                    float(spent["hours"].sum()),
+                    len(todo),
+                    float(todo[resource].sum()),
+                    unknown,
+                )
+            )
     return sort_frame(pd.DataFrame(rows, columns=COMPUTE_COLUMNS), ["target", "model", "resource"])
 
 
@@ -95,22 +130,52 @@ def compute_line(frame: pd.DataFrame, missing: int) -> str:
     spent = [f"{totals.loc[r, 'hours']:.2f} {r.upper()}-hours" for r in ("gpu", "cpu") if r in totals.index]
     line = f"compute: {' and '.join(spent) or '0 hours'} on trained stages (reused stages not counted)"
     if missing:
-        ahead = [f"{totals.loc[r, 'projected_hours']:.2f} {r.upper()}-hours" for r in ("gpu", "cpu")
-                 if r in totals.index]
+        ahead = [
+            f"{totals.loc[r, 'projected_hours']:.2f} {r.upper()}-hours" for r in ("gpu", "cpu") if r in totals.index
+        ]
         unknown = int(frame.drop_duplicates(["target", "model"])["not_projected"].sum()) if len(frame) else missing
-        line += (f"; about {' and '.join(ahead) or '0 hours'} more for the {missing} missing cells ({PROJECTION}"
-                 + (f"; {unknown} without such a cell not projected" if unknown else "") + ")")
+        line += (
+            f"; about {' and '.join(ahead) or '0 hours'} more for the {missing} missing cells ({PROJECTION}"
+            + (f"; {unknown} without such a cell not projected" if unknown else "")
+            + ")"
+        )
     return line
 
 
 def compute_table(frame: pd.DataFrame, look: Look) -> Table | None:
     if frame.empty:
         return None
-    rows = [[look.names(r.target), look.names(r.model), r.resource.upper(), str(r.records), str(r.trained_stages),
-             look.style.num(r.hours), str(r.missing), look.style.num(r.projected_hours), str(r.not_projected)]
-            for r in frame.itertuples()]
-    return Table("compute", "Compute", ["target", "model", "device", "records", "trained stages", "hours",
-                                        "missing cells", "projected hours", "not projected"], rows, keys=3,
-                 note=f"Device hours of the stages the records trained (a stage reused from the cache is counted "
-                      f"once, where it was trained): GPU-hours as recorded, else seconds × processes. Projection: "
-                      f"{PROJECTION}.")
+    rows = [
+        [
+            look.names(r.target),
+            look.names(r.model),
+            r.resource.upper(),
+            str(r.records),
+            str(r.trained_stages),
+            look.style.num(r.hours),
+            str(r.missing),
+            look.style.num(r.projected_hours),
+            str(r.not_projected),
+        ]
+        for r in frame.itertuples()
+    ]
+    return Table(
+        "compute",
+        "Compute",
+        [
+            "target",
+            "model",
+            "device",
+            "records",
+            "trained stages",
+            "hours",
+            "missing cells",
+            "projected hours",
+            "not projected",
+        ],
+        rows,
+        keys=3,
+        note=f"Device hours of the stages the records trained (a stage reused from the cache is counted "
+        f"once, where it was trained): GPU-hours as recorded, else seconds × processes. Projection: "
+        f"{PROJECTION}.",
+    )

@@ -34,8 +34,23 @@ _PAIR_LANGUAGES = re.compile(r"[a-z]{2,3}-[a-z]{2,3}")  # STS-17 cross-lingual p
 
 def effect_columns(pair: tuple[str, str]) -> list[str]:
     """order_effect.csv's columns: the compared orders' means are named after the orders."""
-    return ["target", "model", "multilingual", "tasks", "selection", "split", "language", "metric", "n_seeds",
-            "n_examples", *pair, "diff", "ci_low", "ci_high", "p_value"]
+    return [
+        "target",
+        "model",
+        "multilingual",
+        "tasks",
+        "selection",
+        "split",
+        "language",
+        "metric",
+        "n_seeds",
+        "n_examples",
+        *pair,
+        "diff",
+        "ci_low",
+        "ci_high",
+        "p_value",
+    ]
 
 
 def _load_predictions(path: Path, split: str) -> pd.DataFrame | str:
@@ -57,6 +72,7 @@ def _matched(cells: pd.DataFrame, pair: tuple[str, str]) -> list[tuple[tuple[str
     """The groups of records to compare: ((target, model, multilingual, tasks, a's variant, a's tasks, b's
     variant, b's tasks), both orders' records). An axis that an order does not use (`-`, `none`) matches any
     value of the other order, so english_first can be compared with english_only or with the baseline."""
+
     def part(order: str) -> dict[tuple[str, ...], pd.DataFrame]:
         mine = cells[cells["order"] == order]
         return {k: g for k, g in mine.groupby(["target", "model", "multilingual", "tasks"], sort=True)}
@@ -64,8 +80,9 @@ def _matched(cells: pd.DataFrame, pair: tuple[str, str]) -> list[tuple[tuple[str
     out: list[tuple[tuple[str, ...], pd.DataFrame]] = []
     for (target, model, ml_a, tasks_a), a in part(pair[0]).items():
         for (target_b, model_b, ml_b, tasks_b), b in part(pair[1]).items():
-            if (target, model) != (target_b, model_b) or not (_fits(ml_a, ml_b, NOT_APPLICABLE)
-                                                               and _fits(tasks_a, tasks_b, NO_TASKS)):
+            if (target, model) != (target_b, model_b) or not (
+                _fits(ml_a, ml_b, NOT_APPLICABLE) and _fits(tasks_a, tasks_b, NO_TASKS)
+            ):
                 continue
             multilingual = ml_b if ml_a == NOT_APPLICABLE else ml_a
             tasks = tasks_b if tasks_a == NO_TASKS else tasks_a
@@ -77,8 +94,14 @@ def _fits(a: str, b: str, unused: str) -> bool:
     return a == b or unused in (a, b)
 
 
-def order_effects(records: Records, summary: pd.DataFrame, results: Path, resamples: int,
-                  warn: Callable[[str, str], None], pair: tuple[str, str] = PAIR) -> pd.DataFrame:
+def order_effects(
+    records: Records,
+    summary: pd.DataFrame,
+    results: Path,
+    resamples: int,
+    warn: Callable[[str, str], None],
+    pair: tuple[str, str] = PAIR,
+) -> pd.DataFrame:
     """The order-effect rows: one per (target, model, multilingual, tasks, main split, language or average)
     where both orders of `pair` have records. With predictions the difference, CI and p come from the
     paired examples; without them the difference of summary means stands alone."""
@@ -87,11 +110,17 @@ def order_effects(records: Records, summary: pd.DataFrame, results: Path, resamp
         metric = primary_metric(cells, target)
         train = records.target(target).train_language
         for split in main_splits(summary, target, model):
-            view = summary[(summary["target"] == target) & (summary["model"] == model)
-                           & (summary["selection"] == ZERO_SHOT) & (summary["split"] == split)
-                           & (summary["metric"] == metric)]
-            sides = [view[(view["order"] == order) & (view["multilingual"] == ml) & (view["tasks"] == tk)]
-                     for order, ml, tk in ((pair[0], axes[0], axes[1]), (pair[1], axes[2], axes[3]))]
+            view = summary[
+                (summary["target"] == target)
+                & (summary["model"] == model)
+                & (summary["selection"] == ZERO_SHOT)
+                & (summary["split"] == split)
+                & (summary["metric"] == metric)
+            ]
+            sides = [
+                view[(view["order"] == order) & (view["multilingual"] == ml) & (view["tasks"] == tk)]
+                for order, ml, tk in ((pair[0], axes[0], axes[1]), (pair[1], axes[2], axes[3]))
+            ]
             languages = sorted((set(sides[0]["language"]) | set(sides[1]["language"])) - {AVG, AVG_NON_EN})
             columns = {lang: [lang] for lang in languages}
             columns[AVG] = languages
@@ -105,21 +134,57 @@ def order_effects(records: Records, summary: pd.DataFrame, results: Path, resamp
                 means = [side[side["language"] == column]["mean"] for side in sides]
                 if column in stats:
                     s = stats[column]
-                    rows.append((target, model, multilingual, tasks, ZERO_SHOT, split, column, metric,
-                                 s["n_seeds"], s["n_examples"], s["a"], s["b"], s["diff"], s["ci_low"],
-                                 s["ci_high"], s["p_value"]))
+                    rows.append(
+                        (
+                            target,
+                            model,
+                            multilingual,
+                            tasks,
+                            ZERO_SHOT,
+                            split,
+                            column,
+                            metric,
+                            s["n_seeds"],
+                            s["n_examples"],
+                            s["a"],
+                            s["b"],
+                            s["diff"],
+                            s["ci_low"],
+                            s["ci_high"],
+                            s["p_value"],
+                        )
+                    )
                 elif all(len(m) for m in means):
                     a, b = float(means[0].iloc[0]), float(means[1].iloc[0])
-                    rows.append((target, model, multilingual, tasks, ZERO_SHOT, split, column, metric,
-                                 math.nan, math.nan, a, b, a - b, math.nan, math.nan, math.nan))
+                    rows.append(
+                        (
+                            target,
+                            model,
+                            multilingual,
+                            tasks,
+                            ZERO_SHOT,
+                            split,
+                            column,
+                            metric,
+                            math.nan,
+                            math.nan,
+                            a,
+                            b,
+                            a - b,
+                            math.nan,
+                            math.nan,
+                            math.nan,
+                        )
+                    )
     frame = pd.DataFrame(rows, columns=effect_columns(pair))
     frame["n_seeds"] = frame["n_seeds"].astype("Int64")
     frame["n_examples"] = frame["n_examples"].astype("Int64")
     return sort_frame(frame, ["target", "model", "multilingual", "tasks", "split", "language"])
 
 
-def _strata(group: pd.DataFrame, results: Path, split: str, warn: Callable[[str, str], None],
-            pair: tuple[str, str]) -> list[Stratum]:
+def _strata(
+    group: pd.DataFrame, results: Path, split: str, warn: Callable[[str, str], None], pair: tuple[str, str]
+) -> list[Stratum]:
     """Examples of both orders matched by (seed, language, id), for the seeds that both orders have."""
     by_order: dict[str, dict[int, pd.DataFrame]] = {pair[0]: {}, pair[1]: {}}
     for row in group.itertuples():
@@ -135,22 +200,33 @@ def _strata(group: pd.DataFrame, results: Path, split: str, warn: Callable[[str,
         for language, part in merged.groupby("language", sort=True):
             gold_a, gold_b = part["gold_a"].to_numpy(), part["gold_b"].to_numpy()
             if not np.array_equal(gold_a, gold_b):
-                warn(f"{group['target'].iloc[0]}/*/{group['tasks'].iloc[0]} seed{seed}",
-                     f"gold labels of {language} differ between the two orders; that stratum is left out")
+                warn(
+                    f"{group['target'].iloc[0]}/*/{group['tasks'].iloc[0]} seed{seed}",
+                    f"gold labels of {language} differ between the two orders; that stratum is left out",
+                )
                 continue
-            strata.append(Stratum(int(seed), str(language), gold_a, part["prediction_a"].to_numpy(),
-                                  part["prediction_b"].to_numpy()))
+            strata.append(
+                Stratum(
+                    int(seed), str(language), gold_a, part["prediction_a"].to_numpy(), part["prediction_b"].to_numpy()
+                )
+            )
     return strata
 
 
-def trained_languages(records: Records, target: str, model: str, multilingual: str, tasks: str,
-                      pair: tuple[str, str]) -> frozenset[str] | None:
+def trained_languages(
+    records: Records, target: str, model: str, multilingual: str, tasks: str, pair: tuple[str, str]
+) -> frozenset[str] | None:
     """The languages that every multilingual (or joint) stage of the compared records trained on (their
     stages[].languages), or None when neither order has such a stage."""
     stages = records.stages
-    part = stages[(stages["target"] == target) & (stages["model"] == model) & stages["order"].isin(pair)
-                  & stages["multilingual"].isin([multilingual, NOT_APPLICABLE])
-                  & stages["tasks"].isin([tasks, NO_TASKS]) & stages["name"].isin(MULTILINGUAL_STAGES)]
+    part = stages[
+        (stages["target"] == target)
+        & (stages["model"] == model)
+        & stages["order"].isin(pair)
+        & stages["multilingual"].isin([multilingual, NOT_APPLICABLE])
+        & stages["tasks"].isin([tasks, NO_TASKS])
+        & stages["name"].isin(MULTILINGUAL_STAGES)
+    ]
     if part.empty:
         return None
     return frozenset.intersection(*(frozenset(languages) for languages in part["languages"]))

@@ -23,6 +23,7 @@ SELECTION_ORDER = tuple(dict.fromkeys((*SELECTIONS, "average")))
 
 def _position(sequence: tuple[str, ...], last: bool = False) -> Callable[[str], tuple]:
     """Sort key: values of `sequence` in its order (before, or with last=True after, all other values)."""
+
     def key(value: str) -> tuple:
         if value in sequence:
             return (1 if last else 0, sequence.index(value), "")
@@ -69,8 +70,11 @@ def primary_metric(cells: pd.DataFrame, target: str) -> str:
 def main_splits(summary: pd.DataFrame, target: str, model: str) -> list[str]:
     """The evaluation splits the tables report: every split but dev (dev chose the checkpoint), or dev when
     a target has nothing else."""
-    splits = set(summary[(summary["target"] == target) & (summary["model"] == model)
-                         & (summary["selection"] == ZERO_SHOT)]["split"])
+    splits = set(
+        summary[(summary["target"] == target) & (summary["model"] == model) & (summary["selection"] == ZERO_SHOT)][
+            "split"
+        ]
+    )
     chosen = sorted(splits - {"dev"}, key=SORT_KEYS["split"]) or sorted(splits)
     return chosen
 
@@ -90,8 +94,11 @@ def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
             mine = group[group["order"] == order]
             uses_tasks = (mine["tasks"] != NO_TASKS).any()
             uses_multilingual = (mine["multilingual"] != NOT_APPLICABLE).any()
-            combos = [(m, t) for t in (tasks if uses_tasks else [NO_TASKS])
-                      for m in (variants if uses_multilingual else [NOT_APPLICABLE])]
+            combos = [
+                (m, t)
+                for t in (tasks if uses_tasks else [NO_TASKS])
+                for m in (variants if uses_multilingual else [NOT_APPLICABLE])
+            ]
             for multilingual, task in combos:
                 for seed in seeds:
                     if (multilingual, order, task, seed) not in have:

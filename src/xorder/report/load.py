@@ -18,8 +18,21 @@ from xorder.records import CONFIG, METRICS, validate
 from xorder.report import catalog
 from xorder.report.grid import NO_TASKS, ROW
 
-STAGE_COLUMNS = [*ROW, "seed", "path", "position", "name", "hash", "languages", "steps", "examples", "seconds",
-                 "reused", "gpu_hours", "processes"]
+STAGE_COLUMNS = [
+    *ROW,
+    "seed",
+    "path",
+    "position",
+    "name",
+    "hash",
+    "languages",
+    "steps",
+    "examples",
+    "seconds",
+    "reused",
+    "gpu_hours",
+    "processes",
+]
 NOTE_COLUMNS = ["target", "model", "path", "note"]
 _PROCESSES = re.compile(r" x(\d+)$")  # provenance.device of a multi-process run: "NVIDIA H100 80GB HBM3 x4"
 
@@ -52,8 +65,9 @@ def find_records(results: Path, exclude: Path | None = None) -> list[Path]:
     """Every metrics.json below `results` (hidden folders such as .hydra and the output folder left out)."""
     found = []
     for root, dirs, files in os.walk(results):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
-                         and (exclude is None or Path(root, d).resolve() != exclude))
+        dirs[:] = sorted(
+            d for d in dirs if not d.startswith(".") and (exclude is None or Path(root, d).resolve() != exclude)
+        )
         if METRICS in files:
             found.append(Path(root) / METRICS)
     return sorted(found)
@@ -63,10 +77,10 @@ def nonfinite_scores(obj: Any) -> list[tuple[str, str]]:
     """(key, value) of every score that is NaN, infinite or null: a malformed record, never a number to average."""
     scores = obj.get("scores") if isinstance(obj, dict) else None
     found = []
-    for selection, splits in (scores.items() if isinstance(scores, dict) else []):
-        for split, langs in (splits.items() if isinstance(splits, dict) else []):
-            for lang, values in (langs.items() if isinstance(langs, dict) else []):
-                for metric, value in (values.items() if isinstance(values, dict) else []):
+    for selection, splits in scores.items() if isinstance(scores, dict) else []:
+        for split, langs in splits.items() if isinstance(splits, dict) else []:
+            for lang, values in langs.items() if isinstance(langs, dict) else []:
+                for metric, value in values.items() if isinstance(values, dict) else []:
                     if value is None or (isinstance(value, float) and not math.isfinite(value)):
                         found.append((f"scores/{selection}/{split}/{lang}/{metric}", json.dumps(value)))
     return found
@@ -90,8 +104,12 @@ def check_record(obj: Any) -> str | None:
         return problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
     if not all(obj["tasks"]) or not all(obj[k] for k in ("target", "order", "multilingual", "model")):
         return "an axis (target, order, tasks, multilingual, model) is empty"
-    if not any(obj["primary_metric"] in values for splits in obj["scores"].values() for langs in splits.values()
-               for values in langs.values()):
+    if not any(
+        obj["primary_metric"] in values
+        for splits in obj["scores"].values()
+        for langs in splits.values()
+        for values in langs.values()
+    ):
         return f"primary metric {obj['primary_metric']!r} appears in no score"
     return None
 
@@ -118,9 +136,22 @@ def _stage_rows(key: tuple[Any, ...], rel: str, obj: dict[str, Any]) -> list[tup
         throughput = stage.get("throughput") if isinstance(stage.get("throughput"), dict) else {}
         gpu_hours = throughput.get("gpu_hours")
         processes = stage.get("processes", int(match.group(1)) if match else 1)
-        rows.append((*key, rel, position, stage["name"], stage["hash"], tuple(stage["languages"]), stage["steps"],
-                     _number(stage.get("examples")), float(stage["seconds"]), bool(stage["reused"]),
-                     _number(gpu_hours), processes if isinstance(processes, int) and processes > 0 else 1))
+        rows.append(
+            (
+                *key,
+                rel,
+                position,
+                stage["name"],
+                stage["hash"],
+                tuple(stage["languages"]),
+                stage["steps"],
+                _number(stage.get("examples")),
+                float(stage["seconds"]),
+                bool(stage["reused"]),
+                _number(gpu_hours),
+                processes if isinstance(processes, int) and processes > 0 else 1,
+            )
+        )
     return rows
 
 
@@ -169,8 +200,15 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
             targets[obj["target"]] = _target(results / rel, obj["target"])
         provenance = obj.get("provenance") or {}
         commit, device = provenance.get("git_commit"), provenance.get("device")
-        cells.append((*key, rel, obj["primary_metric"], commit if isinstance(commit, str) else "",
-                      device if isinstance(device, str) else ""))
+        cells.append(
+            (
+                *key,
+                rel,
+                obj["primary_metric"],
+                commit if isinstance(commit, str) else "",
+                device if isinstance(device, str) else "",
+            )
+        )
         for selection, splits in obj["scores"].items():
             for split, langs in splits.items():
                 for lang, values in langs.items():
@@ -180,10 +218,15 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
         stages += _stage_rows(key, rel, obj)
         notes += [(key[0], key[1], rel, note) for note in _notes(obj, rel, malformed)]
     skipped.sort()
-    return Records(pd.DataFrame(cells, columns=[*ROW, "seed", "path", "primary_metric", "git_commit", "device"]),
-                   pd.DataFrame(rows, columns=[*ROW, "seed", "selection", "split", "language", "metric", "value"]),
-                   pd.DataFrame(stages, columns=STAGE_COLUMNS), pd.DataFrame(notes, columns=NOTE_COLUMNS),
-                   targets, skipped, sorted(malformed))
+    return Records(
+        pd.DataFrame(cells, columns=[*ROW, "seed", "path", "primary_metric", "git_commit", "device"]),
+        pd.DataFrame(rows, columns=[*ROW, "seed", "selection", "split", "language", "metric", "value"]),
+        pd.DataFrame(stages, columns=STAGE_COLUMNS),
+        pd.DataFrame(notes, columns=NOTE_COLUMNS),
+        targets,
+        skipped,
+        sorted(malformed),
+    )
 
 
 def _notes(obj: dict[str, Any], rel: str, malformed: list[tuple[str, str]]) -> list[str]:

@@ -14,16 +14,33 @@ from xorder.report.grid import NO_TASKS
 
 DEFAULT_NAMES: dict[str, str] = {
     # targets and tasks
-    "pawsx": "PAWS-X", "sts": "STS", "xnli": "XNLI", "mnli": "MNLI", "qqp": "QQP", "anli": "ANLI", "squad": "SQuAD",
-    "hellaswag": "HellaSwag", "commonsenseqa": "CommonsenseQA", "cosmosqa": "Cosmos QA", "sst2": "SST-2",
+    "pawsx": "PAWS-X",
+    "sts": "STS",
+    "xnli": "XNLI",
+    "mnli": "MNLI",
+    "qqp": "QQP",
+    "anli": "ANLI",
+    "squad": "SQuAD",
+    "hellaswag": "HellaSwag",
+    "commonsenseqa": "CommonsenseQA",
+    "cosmosqa": "Cosmos QA",
+    "sst2": "SST-2",
     "ccg": "CCG",
     # models
-    "xlmr_large": "XLM-R Large", "xlmr_base": "XLM-R Base", "minilm": "MiniLM", "me5_small": "multilingual-E5-small",
+    "xlmr_large": "XLM-R Large",
+    "xlmr_base": "XLM-R Base",
+    "minilm": "MiniLM",
+    "me5_small": "multilingual-E5-small",
     # orders
-    "none": "Baseline (none)", "english_only": "English-only", "multilingual_only": "Multilingual-only",
-    "english_first": "English-first", "multilingual_first": "Multilingual-first", "joint": "Joint",
+    "none": "Baseline (none)",
+    "english_only": "English-only",
+    "multilingual_only": "Multilingual-only",
+    "english_first": "English-first",
+    "multilingual_first": "Multilingual-first",
+    "joint": "Joint",
     # multilingual variants
-    "translate_train": "Translate-train", "mlm": "MLM",
+    "translate_train": "Translate-train",
+    "mlm": "MLM",
 }
 
 

@@ -39,7 +39,6 @@ def _rows_metric(metric: str, gold: np.ndarray, pred: np.ndarray) -> np.ndarray:
         return 100.0 * (gc * pc).sum(axis=-1) / np.sqrt((gc * gc).sum(axis=-1) * (pc * pc).sum(axis=-1))
 
 
-
 def _standardize(pred: np.ndarray, metric: str) -> np.ndarray:
     """Predictions on a common scale, leaving the metric unchanged (z-scores; ranks for Spearman)."""
     if metric == "spearman":
@@ -51,8 +50,9 @@ def _standardize(pred: np.ndarray, metric: str) -> np.ndarray:
     return (pred - pred.mean()) / std if std > 0 else pred - pred.mean()
 
 
-def stratum_draws(stratum: Stratum, metric: str, resamples: int,
-                  rng: np.random.Generator) -> tuple[float, float, np.ndarray, np.ndarray]:
+def stratum_draws(
+    stratum: Stratum, metric: str, resamples: int, rng: np.random.Generator
+) -> tuple[float, float, np.ndarray, np.ndarray]:
     """(metric a, metric b, bootstrap differences a-b, permutation differences a-b) for one stratum.
 
     Bootstrap: resample the examples with replacement, score both systems on the same resample.
@@ -71,8 +71,12 @@ def stratum_draws(stratum: Stratum, metric: str, resamples: int,
         counts = np.array([(d == -1).sum(), (d == 0).sum(), (d == 1).sum()])
         boot = rng.multinomial(n, counts / n, size=resamples)
         plus = rng.binomial(int(counts[0] + counts[2]), 0.5, size=resamples)
-        return (100.0 * (a == gold).mean(), 100.0 * (b == gold).mean(),
-                100.0 * (boot[:, 2] - boot[:, 0]) / n, 100.0 * (2 * plus - counts[0] - counts[2]) / n)
+        return (
+            100.0 * (a == gold).mean(),
+            100.0 * (b == gold).mean(),
+            100.0 * (boot[:, 2] - boot[:, 0]) / n,
+            100.0 * (2 * plus - counts[0] - counts[2]) / n,
+        )
     za, zb = _standardize(a, metric), _standardize(b, metric)
     if metric == "pearson":
         boot, perm = _pearson_draws(gold.astype(np.float64), za, zb, resamples, rng)
@@ -85,22 +89,25 @@ def stratum_draws(stratum: Stratum, metric: str, resamples: int,
             g = gold[idx]
             boots.append(_rows_metric(metric, g, a[idx]) - _rows_metric(metric, g, b[idx]))
             swap = rng.random((size, n)) < 0.5
-            perms.append(_rows_metric(metric, gold, np.where(swap, zb, za))
-                         - _rows_metric(metric, gold, np.where(swap, za, zb)))
+            perms.append(
+                _rows_metric(metric, gold, np.where(swap, zb, za)) - _rows_metric(metric, gold, np.where(swap, za, zb))
+            )
         boot, perm = np.concatenate(boots), np.concatenate(perms)
     return float(_rows_metric(metric, gold, a)), float(_rows_metric(metric, gold, b)), boot, perm
 
 
-def _pearson_draws(gold: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _pearson_draws(
+    gold: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Pearson differences of bootstrap resamples and of swaps from weighted sums alone: a resample is a
     row of example counts, a swap a row of 0/1, and every correlation needs only five sums, so each chunk
     is one matrix product. Inputs are centered (gold) and standardized (a, b) so the sums do not cancel."""
     n = len(gold)
     g = gold - gold.mean()
 
-    def corr(sg: np.ndarray, sx: np.ndarray, sgg: np.ndarray, sxx: np.ndarray, sgx: np.ndarray,
-             count: float) -> np.ndarray:
+    def corr(
+        sg: np.ndarray, sx: np.ndarray, sgg: np.ndarray, sxx: np.ndarray, sgx: np.ndarray, count: float
+    ) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return 100.0 * (sgx - sg * sx / count) / np.sqrt((sgg - sg * sg / count) * (sxx - sx * sx / count))
 
@@ -115,11 +122,14 @@ def _pearson_draws(gold: np.ndarray, a: np.ndarray, b: np.ndarray, resamples: in
         idx = rng.integers(0, n, size=(size, n)) + (np.arange(size) * n)[:, None]
         weights = np.bincount(idx.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
         m = weights @ columns
-        boots.append(corr(m[:, 0], m[:, 1], m[:, 3], m[:, 4], m[:, 6], n)
-                     - corr(m[:, 0], m[:, 2], m[:, 3], m[:, 5], m[:, 7], n))
+        boots.append(
+            corr(m[:, 0], m[:, 1], m[:, 3], m[:, 4], m[:, 6], n) - corr(m[:, 0], m[:, 2], m[:, 3], m[:, 5], m[:, 7], n)
+        )
         d = (rng.random((size, n)) < 0.5).astype(np.float64) @ swapped  # what swapping moves from a to b
-        perms.append(corr(sg, base[0] + d[:, 0], sgg, base[1] + d[:, 1], base[2] + d[:, 2], n)
-                     - corr(sg, base[3] - d[:, 0], sgg, base[4] - d[:, 1], base[5] - d[:, 2], n))
+        perms.append(
+            corr(sg, base[0] + d[:, 0], sgg, base[1] + d[:, 1], base[2] + d[:, 2], n)
+            - corr(sg, base[3] - d[:, 0], sgg, base[4] - d[:, 1], base[5] - d[:, 2], n)
+        )
     return np.concatenate(boots), np.concatenate(perms)
 
 
@@ -133,8 +143,9 @@ def _combine(parts: list[list[tuple[Any, ...]]], i: int) -> Any:
     return sum(sum(p[i] for p in per) / len(per) for per in parts) / len(parts)
 
 
-def paired_effect(strata: list[Stratum], metric: str, columns: dict[str, list[str]], resamples: int,
-                  name: str) -> dict[str, dict[str, float]]:
+def paired_effect(
+    strata: list[Stratum], metric: str, columns: dict[str, list[str]], resamples: int, name: str
+) -> dict[str, dict[str, float]]:
     """english_first - multilingual_first for each column (a language, or an average over languages), pooled
     over seeds: the column's value per seed is the mean over its languages, then the mean over seeds, so the
     point estimate equals the difference of the tables' seed means. Each (seed, language) is resampled on
@@ -143,7 +154,10 @@ def paired_effect(strata: list[Stratum], metric: str, columns: dict[str, list[st
     (R + 1)), n_seeds and n_examples."""
     draws = {}
     for s in strata:
-        draws[(s.seed, s.language)] = (*stratum_draws(s, metric, resamples, _rng(name, s.seed, s.language)), len(s.gold))
+        draws[(s.seed, s.language)] = (
+            *stratum_draws(s, metric, resamples, _rng(name, s.seed, s.language)),
+            len(s.gold),
+        )
     out: dict[str, dict[str, float]] = {}
     seeds = sorted({s.seed for s in strata})
     for column, languages in columns.items():
@@ -160,7 +174,14 @@ def paired_effect(strata: list[Stratum], metric: str, columns: dict[str, list[st
             p = (1 + int((np.abs(perm) >= abs(diff) - tol).sum())) / (len(perm) + 1)
         else:
             low = high = p = float("nan")
-        out[column] = {"a": float(a), "b": float(b), "diff": float(diff), "ci_low": float(low),
-                       "ci_high": float(high), "p_value": float(p), "n_seeds": len(usable),
-                       "n_examples": sum(p_[4] for per in parts for p_ in per)}
+        out[column] = {
+            "a": float(a),
+            "b": float(b),
+            "diff": float(diff),
+            "ci_low": float(low),
+            "ci_high": float(high),
+            "p_value": float(p),
+            "n_seeds": len(usable),
+            "n_examples": sum(p_[4] for per in parts for p_ in per),
+        }
     return out

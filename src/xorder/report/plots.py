@@ -22,10 +22,18 @@ if TYPE_CHECKING:
 
 PLOTS_HINT = "xorder: plots need matplotlib: pip install 'xorder[plots]' (tables written without plots)"
 DPI = 300
-FORMATS: dict[str, dict[str, Any]] = {"png": {"dpi": DPI, "metadata": {"Software": None}},
-           "pdf": {"metadata": {"Creator": None, "Producer": None, "CreationDate": None}}}
-_STYLE: dict[RcKeyType, Any] = {"svg.hashsalt": "xorder", "font.family": "DejaVu Sans", "font.size": 9, "axes.spines.top": False,
-          "axes.spines.right": False, "path.simplify": False}
+FORMATS: dict[str, dict[str, Any]] = {
+    "png": {"dpi": DPI, "metadata": {"Software": None}},
+    "pdf": {"metadata": {"Creator": None, "Producer": None, "CreationDate": None}},
+}
+_STYLE: dict[RcKeyType, Any] = {
+    "svg.hashsalt": "xorder",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "path.simplify": False,
+}
 
 
 def _matplotlib() -> Any | None:
@@ -53,12 +61,18 @@ def _reference(ax: Any, view: View, names: Names, classes: int, x: np.ndarray) -
     if view.metric != "accuracy":
         return
     if classes:
-        ax.axhline(100.0 / classes, color="0.35", linestyle=":", linewidth=1.0,
-                   label=f"chance (100/{classes} classes)")
+        ax.axhline(100.0 / classes, color="0.35", linestyle=":", linewidth=1.0, label=f"chance (100/{classes} classes)")
     elif BASELINE in view.rows:
         means = [view.get(BASELINE, lang)[0] for lang in view.languages]
-        ax.hlines(means, x - 0.45, x + 0.45, colors="0.35", linestyles="--", linewidth=1.0,
-                  label=f"{names('none')} mean (chance unknown)")
+        ax.hlines(
+            means,
+            x - 0.45,
+            x + 0.45,
+            colors="0.35",
+            linestyles="--",
+            linewidth=1.0,
+            label=f"{names('none')} mean (chance unknown)",
+        )
 
 
 def bar_plots(view: View, names: Names, classes: int) -> dict[str, Any]:
@@ -80,18 +94,28 @@ def bar_plots(view: View, names: Names, classes: int) -> dict[str, Any]:
             for i, row in enumerate(rows):
                 values = [view.get(row, lang) for lang in view.languages]
                 at = x + (i - (len(rows) - 1) / 2) * width
-                ax.bar(at, [v[0] for v in values], width, yerr=[v[1] if math.isfinite(v[1]) else 0.0 for v in values],
-                       capsize=2, label=names(row[2]), color=f"C{ORDERS.index(row[2]) if row[2] in ORDERS else i}")
+                ax.bar(
+                    at,
+                    [v[0] for v in values],
+                    width,
+                    yerr=[v[1] if math.isfinite(v[1]) else 0.0 for v in values],
+                    capsize=2,
+                    label=names(row[2]),
+                    color=f"C{ORDERS.index(row[2]) if row[2] in ORDERS else i}",
+                )
                 for position, lang in zip(at, view.languages):
                     if view.bad(row, lang):
                         ax.text(position, 0, "n/a", rotation=90, fontsize=6, ha="center", va="bottom")
             _reference(ax, view, names, classes, x)
             ax.set_xticks(x, view.languages)
             ax.set_ylabel(f"{names(view.metric)} (mean ± seed std)")
-            ax.set_title(f"{names(view.target)} · {names(view.model)} · {view.split} · {names.tasks(tasks)} · "
-                         f"{names(multilingual)}")
-            ax.legend(fontsize=8, frameon=False, ncols=min(len(rows) + 1, 4), loc="upper center",
-                      bbox_to_anchor=(0.5, -0.1))  # below the axes, clear of the bars
+            ax.set_title(
+                f"{names(view.target)} · {names(view.model)} · {view.split} · {names.tasks(tasks)} · "
+                f"{names(multilingual)}"
+            )
+            ax.legend(
+                fontsize=8, frameon=False, ncols=min(len(rows) + 1, 4), loc="upper center", bbox_to_anchor=(0.5, -0.1)
+            )  # below the axes, clear of the bars
             fig.tight_layout()
             out[f"{view.slug}-{slug(tasks)}-{slug(multilingual)}-bars"] = fig
     return out
@@ -118,14 +142,23 @@ def heatmap(view: View, names: Names) -> dict[str, Any]:
         image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto")
         ax.set_xticks(np.arange(len(orders)), [names(o) for o in orders], rotation=20, ha="right")
         shown = [NO_TASKS if t == NO_TASKS else names.tasks(t) for t, _ in labels]  # the baseline's row: none
-        ax.set_yticks(np.arange(len(labels)), [t if m == NOT_APPLICABLE else f"{t} / {names(m)}"
-                                               for t, (_, m) in zip(shown, labels)])
+        ax.set_yticks(
+            np.arange(len(labels)),
+            [t if m == NOT_APPLICABLE else f"{t} / {names(m)}" for t, (_, m) in zip(shown, labels)],
+        )
         for i in range(len(labels)):
             for j in range(len(orders)):
                 if math.isfinite(grid[i, j]):
                     bright = sum(image.cmap(image.norm(grid[i, j]))[:3]) / 3 > 0.5
-                    ax.text(j, i, f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8,
-                            color="black" if bright else "white")
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i, j]:.1f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="black" if bright else "white",
+                    )
                 elif view.bad((*labels[i], orders[j]), column):
                     ax.text(j, i, "n/a", ha="center", va="center", fontsize=8)
         fig.colorbar(image, ax=ax, label=f"{names(view.metric)}, {column}")

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 DASH = "—"  # no record
 NA = "n/a‡"  # a non-finite score in a record: never averaged away
-NA_NOTE = ("n/a‡: a score behind this number is not finite (NaN, Inf or null in metrics.json: a malformed "
-           "record, named in the warnings), so the number is not formed.")
+NA_NOTE = (
+    "n/a‡: a score behind this number is not finite (NaN, Inf or null in metrics.json: a malformed "
+    "record, named in the warnings), so the number is not formed."
+)
 WIDE = 8  # LaTeX tables with more numeric columns than this span both columns of a two-column page (table*)
 
 
@@ -49,8 +51,11 @@ class Style:
         for j in range(len(values[0]) if values else 0):
             shown = [round(row[j], self.digits) for row in values if math.isfinite(row[j])]
             if len(set(shown)) > 1:
-                cells |= {(i, j + offset) for i, row in enumerate(values)
-                          if math.isfinite(row[j]) and round(row[j], self.digits) == max(shown)}
+                cells |= {
+                    (i, j + offset)
+                    for i, row in enumerate(values)
+                    if math.isfinite(row[j]) and round(row[j], self.digits) == max(shown)
+                }
         return frozenset(cells)
 
 
@@ -106,21 +111,53 @@ class Table:
             return ""
         env = "table*" if len(self.columns) - self.keys > WIDE else "table"
         spec = "l" * self.keys + "r" * (len(self.columns) - self.keys)
-        lines = [f"\\begin{{{env}}}[htbp]", "\\centering", "\\small", f"\\begin{{tabular}}{{{spec}}}", "\\toprule",
-                 " & ".join(tex(c) for c in self.columns) + " \\\\", "\\midrule"]
+        lines = [
+            f"\\begin{{{env}}}[htbp]",
+            "\\centering",
+            "\\small",
+            f"\\begin{{tabular}}{{{spec}}}",
+            "\\toprule",
+            " & ".join(tex(c) for c in self.columns) + " \\\\",
+            "\\midrule",
+        ]
         for i, row in enumerate(self.rows):
             cells = [f"\\textbf{{{tex(c)}}}" if (i, j) in self.bold else tex(c) for j, c in enumerate(row)]
             lines.append(" & ".join(cells) + " \\\\")
         caption = tex(self.title) + (". " + tex(self.full_note) if self.full_note else "")
-        lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}",
-                  f"\\label{{tab:{self.label}}}", f"\\end{{{env}}}"]
+        lines += [
+            "\\bottomrule",
+            "\\end{tabular}",
+            f"\\caption{{{caption}}}",
+            f"\\label{{tab:{self.label}}}",
+            f"\\end{{{env}}}",
+        ]
         return "\n".join(lines) + "\n"
 
 
-_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "−": r"$-$",
-        "Δ": r"$\Delta$", DASH: "--", "≥": r"$\geq$", "·": r"$\cdot$", "<": r"$<$", ">": r"$>$", "`": "",
-        "†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$", "×": r"$\times$"}
+_TEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "−": r"$-$",
+    "Δ": r"$\Delta$",
+    DASH: "--",
+    "≥": r"$\geq$",
+    "·": r"$\cdot$",
+    "<": r"$<$",
+    ">": r"$>$",
+    "`": "",
+    "†": r"$^{\dagger}$",
+    "‡": r"$^{\ddagger}$",
+    "×": r"$\times$",
+}
 
 
 def tex(text: str) -> str:

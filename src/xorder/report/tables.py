@@ -78,8 +78,13 @@ def views(summary: pd.DataFrame, records: Records, missing: pd.DataFrame) -> lis
         metric = primary_metric(records.cells, target)
         cells = records.cells[(records.cells["target"] == target) & (records.cells["model"] == model)]
         gone = missing[(missing["target"] == target) & (missing["model"] == model)]
-        rows = sorted({*zip(cells["tasks"], cells["multilingual"], cells["order"]),
-                       *zip(gone["tasks"], gone["multilingual"], gone["order"])}, key=row_key)
+        rows = sorted(
+            {
+                *zip(cells["tasks"], cells["multilingual"], cells["order"]),
+                *zip(gone["tasks"], gone["multilingual"], gone["order"]),
+            },
+            key=row_key,
+        )
         for split in main_splits(summary, target, model):
             means = _selection_means(summary, target, model, split, metric, ZERO_SHOT)
             present = {key[3] for key in means}
@@ -88,11 +93,16 @@ def views(summary: pd.DataFrame, records: Records, missing: pd.DataFrame) -> lis
     return out
 
 
-def _selection_means(summary: pd.DataFrame, target: str, model: str, split: str, metric: str,
-                     selection: str) -> dict[tuple[str, str, str, str], tuple[float, float, int]]:
-    part = summary[(summary["target"] == target) & (summary["model"] == model)
-                   & (summary["selection"] == selection) & (summary["split"] == split)
-                   & (summary["metric"] == metric)]
+def _selection_means(
+    summary: pd.DataFrame, target: str, model: str, split: str, metric: str, selection: str
+) -> dict[tuple[str, str, str, str], tuple[float, float, int]]:
+    part = summary[
+        (summary["target"] == target)
+        & (summary["model"] == model)
+        & (summary["selection"] == selection)
+        & (summary["split"] == split)
+        & (summary["metric"] == metric)
+    ]
     return {(r.tasks, r.multilingual, r.order, r.language): (r.mean, r.std, r.n_seeds) for r in part.itertuples()}
 
 
@@ -112,9 +122,15 @@ def main_table(view: View, look: Look) -> Table:
     note = f"{DASH}: no complete record." + (" (n=k): a number over fewer seeds than its row's." if fewer else "")
     if look.style.bold:
         note += " Bold: the best value of each column."
-    return Table(f"{view.slug}-main", view.title(look.names, "mean ± std over seeds"),
-                 ["task", "multilingual", "order", "seeds", *view.languages], rows, keys=3, note=note,
-                 bold=look.style.best(values, 4))
+    return Table(
+        f"{view.slug}-main",
+        view.title(look.names, "mean ± std over seeds"),
+        ["task", "multilingual", "order", "seeds", *view.languages],
+        rows,
+        keys=3,
+        note=note,
+        bold=look.style.best(values, 4),
+    )
 
 
 def delta_table(view: View, look: Look) -> Table | None:
@@ -123,25 +139,45 @@ def delta_table(view: View, look: Look) -> Table | None:
         if row == BASELINE:
             continue
         diffs = [view.get(row, lang)[0] - view.get(BASELINE, lang)[0] for lang in view.languages]
-        rows.append([*look.names.row(row), *(
-            NA if view.bad(row, lang) or view.bad(BASELINE, lang) else look.style.num(d, signed=True)
-            for lang, d in zip(view.languages, diffs))])
+        rows.append(
+            [
+                *look.names.row(row),
+                *(
+                    NA if view.bad(row, lang) or view.bad(BASELINE, lang) else look.style.num(d, signed=True)
+                    for lang, d in zip(view.languages, diffs)
+                ),
+            ]
+        )
         values.append(diffs)
     if not rows:
         return None
     title = view.title(look.names, "Δ against the `none` baseline")
     if BASELINE not in view.rows:
-        return Table(f"{view.slug}-delta", title, [], [],
-                     note="No `none` baseline records: run the grid with order=none as well to fill this table.")
-    return Table(f"{view.slug}-delta", title, ["task", "multilingual", "order", *view.languages], rows, keys=3,
-                 note="Difference of seed means, row − none.", bold=look.style.best(values, 3))
+        return Table(
+            f"{view.slug}-delta",
+            title,
+            [],
+            [],
+            note="No `none` baseline records: run the grid with order=none as well to fill this table.",
+        )
+    return Table(
+        f"{view.slug}-delta",
+        title,
+        ["task", "multilingual", "order", *view.languages],
+        rows,
+        keys=3,
+        note="Difference of seed means, row − none.",
+        bold=look.style.best(values, 3),
+    )
 
 
-def effect_table(view: View, look: Look, effects: pd.DataFrame, resamples: int, records: Records,
-                 pair: tuple[str, str] = PAIR) -> Table | None:
+def effect_table(
+    view: View, look: Look, effects: pd.DataFrame, resamples: int, records: Records, pair: tuple[str, str] = PAIR
+) -> Table | None:
     """The compared orders per language; † marks a language that the multilingual stage did not train on."""
-    part = effects[(effects["target"] == view.target) & (effects["model"] == view.model)
-                   & (effects["split"] == view.split)]
+    part = effects[
+        (effects["target"] == view.target) & (effects["model"] == view.model) & (effects["split"] == view.split)
+    ]
     if part.empty:
         return None
     style, names, train = look.style, look.names, records.target(view.target).train_language
@@ -150,28 +186,48 @@ def effect_table(view: View, look: Look, effects: pd.DataFrame, resamples: int, 
         trained = trained_languages(records, view.target, view.model, r["multilingual"], r["tasks"], pair)
         dagger = untrained(r["language"], trained, train)
         marked |= dagger
-        a, b, diff = (NA if not math.isfinite(r[k]) else style.num(r[k], signed=k == "diff")
-                      for k in (*pair, "diff"))
-        rows.append([names.tasks(r["tasks"]), names(r["multilingual"]), r["language"] + ("†" if dagger else ""),
-                     a, b, diff, style.interval(r["ci_low"], r["ci_high"]), p_value(r["p_value"]),
-                     DASH if pd.isna(r["n_examples"]) else str(int(r["n_examples"]))])
-    note = (f"{names(pair[0])} − {names(pair[1])}, seeds present in both orders; 95% percentile bootstrap CI "
-            "and two-sided paired permutation p over examples pooled across seeds (stratified by seed and "
-            f"language, {resamples} resamples). They measure test-example sampling for these trained models, "
-            "not seed-to-seed variance: read them with the seed std of the main table. p is per row, "
-            "uncorrected for multiple comparisons.")
+        a, b, diff = (NA if not math.isfinite(r[k]) else style.num(r[k], signed=k == "diff") for k in (*pair, "diff"))
+        rows.append(
+            [
+                names.tasks(r["tasks"]),
+                names(r["multilingual"]),
+                r["language"] + ("†" if dagger else ""),
+                a,
+                b,
+                diff,
+                style.interval(r["ci_low"], r["ci_high"]),
+                p_value(r["p_value"]),
+                DASH if pd.isna(r["n_examples"]) else str(int(r["n_examples"])),
+            ]
+        )
+    note = (
+        f"{names(pair[0])} − {names(pair[1])}, seeds present in both orders; 95% percentile bootstrap CI "
+        "and two-sided paired permutation p over examples pooled across seeds (stratified by seed and "
+        f"language, {resamples} resamples). They measure test-example sampling for these trained models, "
+        "not seed-to-seed variance: read them with the seed std of the main table. p is per row, "
+        "uncorrected for multiple comparisons."
+    )
     if marked:
         note += " †: not among the languages the multilingual stage trained on (stages[].languages)."
-    return Table(f"{view.slug}-order", view.title(names, "order effect"),
-                 ["task", "multilingual", "language", names(pair[0]), names(pair[1]), "Δ", "95% CI", "p",
-                  "examples"], rows, keys=3, note=note)
+    return Table(
+        f"{view.slug}-order",
+        view.title(names, "order effect"),
+        ["task", "multilingual", "language", names(pair[0]), names(pair[1]), "Δ", "95% CI", "p", "examples"],
+        rows,
+        keys=3,
+        note=note,
+    )
 
 
 def robustness_table(view: View, look: Look, seeds: pd.DataFrame, train_language: str) -> Table:
     """Seed spread, cross-lingual gap (per seed: train language − avg_non_en) and the worst language."""
-    part = seeds[(seeds["target"] == view.target) & (seeds["model"] == view.model)
-                 & (seeds["selection"] == ZERO_SHOT) & (seeds["split"] == view.split)
-                 & (seeds["metric"] == view.metric)]
+    part = seeds[
+        (seeds["target"] == view.target)
+        & (seeds["model"] == view.model)
+        & (seeds["selection"] == ZERO_SHOT)
+        & (seeds["split"] == view.split)
+        & (seeds["metric"] == view.metric)
+    ]
     real = [lang for lang in view.languages if lang not in (AVG, AVG_NON_EN)]
     train = next((lang for lang in real if is_train_language(lang, train_language)), None)
     style, rows = look.style, []
@@ -180,15 +236,37 @@ def robustness_table(view: View, look: Look, seeds: pd.DataFrame, train_language
         avg_mean, avg_std, n = view.get(row, AVG)
         bad_avg, bad_any = view.bad(row, AVG), any(view.bad(row, lang) for lang in real)
         stds = [s for s in (view.get(row, lang)[1] for lang in real) if math.isfinite(s)]
-        rows.append([*look.names.row(row), str(n) if n else "0", NA if bad_avg else style.num(avg_mean),
-                     NA if bad_avg else style.num(avg_std),
-                     NA if bad_any else style.num(float(np.mean(stds))) if stds else DASH,
-                     _gap(cell, train, style), NA if bad_any else _worst(view, row, real, style)])
-    columns = ["task", "multilingual", "order", "seeds", "avg", "seed std of avg", "mean seed std per language",
-               f"gap {train or train_language} − non-{train_language}", "worst language"]
-    return Table(f"{view.slug}-robust", view.title(look.names, "robustness"), columns, rows, keys=3,
-                 note=f"Gap: per seed, {train or train_language} minus the average over the other languages, then "
-                      "mean ± std over seeds. Worst language: lowest seed mean.")
+        rows.append(
+            [
+                *look.names.row(row),
+                str(n) if n else "0",
+                NA if bad_avg else style.num(avg_mean),
+                NA if bad_avg else style.num(avg_std),
+                NA if bad_any else style.num(float(np.mean(stds))) if stds else DASH,
+                _gap(cell, train, style),
+                NA if bad_any else _worst(view, row, real, style),
+            ]
+        )
+    columns = [
+        "task",
+        "multilingual",
+        "order",
+        "seeds",
+        "avg",
+        "seed std of avg",
+        "mean seed std per language",
+        f"gap {train or train_language} − non-{train_language}",
+        "worst language",
+    ]
+    return Table(
+        f"{view.slug}-robust",
+        view.title(look.names, "robustness"),
+        columns,
+        rows,
+        keys=3,
+        note=f"Gap: per seed, {train or train_language} minus the average over the other languages, then "
+        "mean ± std over seeds. Worst language: lowest seed mean.",
+    )
 
 
 def _gap(cell: pd.DataFrame, train: str | None, style: Style) -> str:
@@ -222,23 +300,35 @@ def selection_table(view: View, look: Look, summary: pd.DataFrame) -> Table | No
             bad = view.bad(row, lang) or (other[2] > 0 and not math.isfinite(other[0]))
             cells.append(NA if bad else look.style.num(other[0] - view.get(row, lang)[0], signed=True))
         rows.append([*look.names.row(row), *cells])
-    return Table(f"{view.slug}-selection", view.title(look.names, "oracle − en_dev selection", ""),
-                 ["task", "multilingual", "order", *view.languages], rows, keys=3,
-                 note="Seed mean with each language's own dev set choosing the checkpoint, minus the zero-shot "
-                      "choice on English dev: how much checkpoint selection alone is worth.")
+    return Table(
+        f"{view.slug}-selection",
+        view.title(look.names, "oracle − en_dev selection", ""),
+        ["task", "multilingual", "order", *view.languages],
+        rows,
+        keys=3,
+        note="Seed mean with each language's own dev set choosing the checkpoint, minus the zero-shot "
+        "choice on English dev: how much checkpoint selection alone is worth.",
+    )
 
 
-_SELECTIONS = {"en_dev": "the checkpoint chosen on English dev (zero-shot)",
-               "oracle": "on each language's own dev set (not zero-shot)", "last": "the last checkpoint",
-               "average": "checkpoints averaged over the target's evaluations"}
+_SELECTIONS = {
+    "en_dev": "the checkpoint chosen on English dev (zero-shot)",
+    "oracle": "on each language's own dev set (not zero-shot)",
+    "last": "the last checkpoint",
+    "average": "checkpoints averaged over the target's evaluations",
+}
 
 
 def selections_table(view: View, look: Look, summary: pd.DataFrame) -> Table | None:
     """Every checkpoint selection side by side on the non-English average (the average where there is none)."""
     column = AVG_NON_EN if AVG_NON_EN in view.languages else AVG
-    part = summary[(summary["target"] == view.target) & (summary["model"] == view.model)
-                   & (summary["split"] == view.split) & (summary["metric"] == view.metric)
-                   & (summary["language"] == column)]
+    part = summary[
+        (summary["target"] == view.target)
+        & (summary["model"] == view.model)
+        & (summary["split"] == view.split)
+        & (summary["metric"] == view.metric)
+        & (summary["language"] == column)
+    ]
     chosen = sorted(set(part["selection"]), key=SORT_KEYS["selection"])
     if column not in view.languages or len(chosen) < 2:
         return None
@@ -251,9 +341,14 @@ def selections_table(view: View, look: Look, summary: pd.DataFrame) -> Table | N
             cells.append(NA if n > 0 and not math.isfinite(mean) else look.style.mean_std(mean, std))
         rows.append([*look.names.row(row), *cells])
     described = "; ".join(f"{sel}: {_SELECTIONS.get(sel, 'as the records name it')}" for sel in chosen)
-    return Table(f"{view.slug}-selections", view.title(look.names, f"checkpoint selection, {column}", ""),
-                 ["task", "multilingual", "order", *chosen], rows, keys=3,
-                 note=f"Mean ± std over seeds of {column} for each checkpoint selection ({described}).")
+    return Table(
+        f"{view.slug}-selections",
+        view.title(look.names, f"checkpoint selection, {column}", ""),
+        ["task", "multilingual", "order", *chosen],
+        rows,
+        keys=3,
+        note=f"Mean ± std over seeds of {column} for each checkpoint selection ({described}).",
+    )
 
 
 def record_notes(records: Records, target: str, model: str) -> list[str]:
