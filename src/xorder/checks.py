@@ -26,7 +26,7 @@ import math
 import sys
 import typing
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -150,12 +150,12 @@ def _descend(child: Any, tp: Any, path: str) -> None:
     if not isinstance(child, DictConfig) or child._is_none() or child._is_missing() or child._is_interpolation():
         return
     if dataclasses.is_dataclass(tp):
-        _keys(child, tp, path + ".")
+        _keys(child, cast(type, tp), path + ".")
     elif typing.get_origin(tp) is dict:
         value_type = _unwrap(typing.get_args(tp)[1])
         if dataclasses.is_dataclass(value_type):
             for key in child.keys():
-                _descend(child._get_node(key), value_type, f"{path}.{key}")
+                _descend(child._get_node(key), value_type, f"{path}.{key!s}")
 
 
 # ------------------------------------------------------------------------------------------- values

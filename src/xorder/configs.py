@@ -217,7 +217,7 @@ def describe(args: list[str]) -> str:
 
 
 def _names(table: DictConfig, default: str | None) -> str:
-    return ", ".join(f"{k}*" if k == default else k for k in table) or "none"
+    return ", ".join(f"{k}*" if k == default else str(k) for k in table) or "none"
 
 
 def _task_line(name: str, spec: DictConfig, extra: str) -> str:

@@ -11,7 +11,7 @@ scores its own predictions), and the ways of choosing the target checkpoint from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -108,13 +108,13 @@ def select(
     last = history[-1]
     chosen: dict[str, dict[str, Any]] = {}
     ranked = [e for e in history if dev(e, train_language) is not None]
-    en_best = max(ranked, key=lambda e: dev(e, train_language)) if ranked else last
+    en_best = max(ranked, key=lambda e: cast(float, dev(e, train_language))) if ranked else last
     for name, pick in (("en_dev", lambda lang: en_best), ("last", lambda lang: last)):
         chosen[name] = _gather(last, pick)
     oracle_steps: dict[str, dict[str, Any]] = {}
     for lang in last["scores"].get("dev", {}):
         candidates = [e for e in history if dev(e, lang) is not None]
-        oracle_steps[lang] = max(candidates, key=lambda e: dev(e, lang))
+        oracle_steps[lang] = max(candidates, key=lambda e: cast(float, dev(e, lang)))
     chosen["oracle"] = _gather(last, lambda lang: oracle_steps.get(lang))
     if average is not None:
         chosen["average"] = _gather(last, lambda lang: average)

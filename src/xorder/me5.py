@@ -281,7 +281,7 @@ def precompiled_charsmap(table: dict[str, str]) -> bytes:
     from sentencepiece import sentencepiece_model_pb2 as pb
 
     spm.set_min_log_level(2)
-    spec = pb.NormalizerSpec()
+    spec = pb.NormalizerSpec()  # type: ignore[attr-defined]  # generated protobuf code
     spec.ParseFromString(spm.SentencePieceNormalizer(norm_map=sorted(table.items())).serialized_normalizer_spec())
     return spec.precompiled_charsmap
 
@@ -323,7 +323,7 @@ def tokenizer_object(q: Q4File) -> Any:
 
 def tokenizer(q: Q4File) -> Any:
     from tokenizers import AddedToken
-    from transformers import XLMRobertaTokenizerFast
+    from transformers import XLMRobertaTokenizerFast  # type: ignore[attr-defined]  # a lazy export
 
     tok = XLMRobertaTokenizerFast(
         tokenizer_object=tokenizer_object(q),

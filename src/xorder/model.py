@@ -98,7 +98,7 @@ def lm_head_of(backbone: nn.Module) -> nn.Module | None:
 class MultiTaskModel(nn.Module):
     """One backbone, a head per task of the stage; `forward(head, batch)` runs one task's batch."""
 
-    def __init__(self, backbone: nn.Module, tasks: dict[str, TaskConfig], label_names: dict[str, list[str]]) -> None:
+    def __init__(self, backbone: Any, tasks: dict[str, TaskConfig], label_names: dict[str, list[str]]) -> None:
         super().__init__()
         self.backbone = backbone
         config = backbone.config
@@ -125,7 +125,7 @@ class MultiTaskModel(nn.Module):
         return kind.forward(self.heads[head], states, batch)
 
 
-def freeze_word_embeddings(backbone: nn.Module) -> None:
+def freeze_word_embeddings(backbone: Any) -> None:
     """No gradient and no optimizer state for the word embeddings (and a decoder tied to them): on a CPU, AdamW
     over a 250k-row embedding matrix costs more than the rest of a small encoder's step."""
     backbone.get_input_embeddings().weight.requires_grad_(False)
@@ -133,7 +133,7 @@ def freeze_word_embeddings(backbone: nn.Module) -> None:
 
 def save_backbone(model: MultiTaskModel, tokenizer: Any, out: Path, state_dict: dict[str, Any] | None = None) -> None:
     """The encoder (and LM head) in Hugging Face format: AutoModel*.from_pretrained(out) loads it."""
-    backbone = model.backbone
+    backbone: Any = model.backbone
     if state_dict is not None:
         prefix = "backbone."
         state_dict = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}

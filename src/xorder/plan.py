@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -120,7 +120,7 @@ class StageSpec:
 
 
 def to_typed(cfg: DictConfig | XorderConfig) -> XorderConfig:
-    return cfg if isinstance(cfg, XorderConfig) else OmegaConf.to_object(cfg)
+    return cfg if isinstance(cfg, XorderConfig) else cast(XorderConfig, OmegaConf.to_object(cfg))
 
 
 def base_identity(cfg: XorderConfig) -> str:

@@ -179,7 +179,7 @@ def _check_offline(cells: list[list[str]]) -> int:
             path = resolve_path(ModelConfig(name="model", path=model.path, revision=model.revision), model.cache_dir)
             load_tokenizer(path, model.revision)
             load_backbone(path, model.revision)
-            result = {"ok": True}
+            result: dict[str, Any] = {"ok": True}
         except XorderError as err:
             result = {"ok": False, "error": str(err)}
         failed += not result["ok"]

@@ -10,7 +10,7 @@ import math
 import os
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -255,7 +255,7 @@ def settings(cfg: DictConfig) -> dict[str, Any]:
         nodes.append(("multilingual", cfg.multilingual, _shipped("multilingual", cfg.multilingual.name)))
     differences: dict[str, Any] = {}
     for prefix, node, shipped in nodes:
-        mine = flatten(_science(OmegaConf.to_container(node, resolve=False)), f"{prefix}.")
+        mine = flatten(_science(plain(node)), f"{prefix}.")
         theirs = flatten(_science(shipped or {}), f"{prefix}.")
         differences.update({k: mine.get(k) for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)})
     if cfg.data.synthetic_examples != DataConfig.synthetic_examples:
@@ -279,14 +279,13 @@ def _shipped(group: str, option: str) -> dict[str, Any] | None:
     file = folder.joinpath(group, f"{option}.yaml")
     if not file.is_file():
         return None
-    raw = OmegaConf.load(file)
+    raw = cast(DictConfig, OmegaConf.create(file.read_text()))
     if group == "task":
         if option not in raw:
             included = [str(e) for e in raw.get("defaults", [])]
             return _shipped("target", option) if included == [f"/target/{option}@{option}"] else None
         raw = raw[option]
-    merged = OmegaConf.merge(OmegaConf.structured(_SCHEMAS[group]), raw)
-    return OmegaConf.to_container(merged, resolve=False)
+    return plain(OmegaConf.merge(OmegaConf.structured(_SCHEMAS[group]), raw))
 
 
 def register_resolvers() -> None:
@@ -298,14 +297,18 @@ def register_resolvers() -> None:
 def science_config(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config minus what does not change the numbers; data_root is kept symbolic so that
     the same data read from another mount point is the same cell."""
-    plain = OmegaConf.to_container(cfg, resolve=False)
+    science = plain(cfg)
     for key in _NOT_SCIENCE:
-        plain.pop(key, None)
+        science.pop(key, None)
     for key in _NOT_SCIENCE_TRAINER:
-        plain["trainer"].pop(key, None)
-    plain["data_root"] = "<data_root>"
-    node = OmegaConf.create(plain)
-    return OmegaConf.to_container(node, resolve=True)
+        science["trainer"].pop(key, None)
+    science["data_root"] = "<data_root>"
+    return plain(OmegaConf.create(science), resolve=True)
+
+
+def plain(node: Any, resolve: bool = False) -> dict[str, Any]:
+    """A config node as plain dicts and lists."""
+    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=resolve))
 
 
 def read_metrics(record_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -354,7 +357,7 @@ def completed(record_dir: str | os.PathLike, cfg: DictConfig, config_hash: str) 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
     try:
-        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        return plain(OmegaConf.load(path))
     except (OSError, ValueError):
         return {}
 

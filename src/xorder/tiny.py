@@ -8,6 +8,7 @@ import io
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 VERSION = 1
 VOCAB_SIZE = 1500
@@ -38,7 +39,7 @@ LANGUAGES = sorted(
         "zh",
     }
 )
-ARCHITECTURE = dict(
+ARCHITECTURE: dict[str, Any] = dict(
     hidden_size=64,
     num_hidden_layers=2,
     num_attention_heads=2,
