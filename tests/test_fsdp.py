@@ -144,13 +144,20 @@ def test_fsdp_on_cpu_processes_trains_resumes_and_matches_ddp(cache_dir: Path, t
     launch = _command("accelerate", "launch", *FSDP, "-m", "xorder", "run", *demo_overrides(cache, results, *CELL))
     log = tmp_path / "stopped.log"
     with log.open("w") as out:
-        job = subprocess.Popen(launch, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=_env())
-        deadline = time.time() + 300
-        while not re.search(r"stage english \[\w+\]: trained", log.read_text()):  # the target stage starts
-            assert job.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.05)
-        os.kill(_worker(job.pid, 1), signal.SIGUSR1)
-        job.wait(timeout=300)
+        job = subprocess.Popen(
+            launch, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=_env(), start_new_session=True
+        )
+        try:
+            deadline = time.time() + 300
+            while not re.search(r"stage english \[\w+\]: trained", log.read_text()):  # the target stage starts
+                assert job.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.05)
+            os.kill(_worker(job.pid, 1), signal.SIGUSR1)
+            job.wait(timeout=300)
+        finally:
+            if job.poll() is None:  # a failed assertion above: leave no training behind
+                os.killpg(job.pid, signal.SIGKILL)
+                job.wait()
     stopped = re.findall(r"stage target stopped at step (\d+) of 12 on request", log.read_text())
     assert job.returncode != 0 and stopped, log.read_text()[-3000:]
     assert not list(results.glob(f"**/{records.METRICS}"))
