@@ -10,7 +10,7 @@ import pytest
 
 from conftest import compose, demo_overrides, fresh_cache, run_demo_cell
 from test_sources import pawsx_task, read, tsv_source
-from xorder import checkpoint, records, run, tiny
+from xorder import cell_record, checkpoint, records, tiny
 from xorder.config import SourceConfig, SplitConfig
 from xorder.data.encode import encode, fingerprint
 from xorder.errors import XorderError
@@ -42,18 +42,18 @@ def test_a_kill_inside_a_forced_rewrite_leaves_no_record_that_looks_done(
     first, record = run_demo_cell(cache, tmp_path / "results", *args)
     overrides = demo_overrides(cache, tmp_path / "results", *args)
     assert complete(record, *overrides)
-    real = run.write_atomic
+    real = cell_record.write_atomic
 
     def killed_after_predictions(path, data):  # the process dies between two files of the new record
         real(path, data)
         if Path(path).name == records.PREDICTIONS:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(run, "write_atomic", killed_after_predictions)
+    monkeypatch.setattr(cell_record, "write_atomic", killed_after_predictions)
     with pytest.raises(KeyboardInterrupt):
         run_demo_cell(cache, tmp_path / "results", *args, "force=true")
     assert not complete(record, *overrides)  # the old metrics.json is gone: never old scores beside new files
-    monkeypatch.setattr(run, "write_atomic", real)
+    monkeypatch.setattr(cell_record, "write_atomic", real)
     again, _ = run_demo_cell(cache, tmp_path / "results", *args)  # a rerun repairs it, no force needed
     assert complete(record, *overrides) and again["scores"] == first["scores"]
     # damaged predictions make a record incomplete too

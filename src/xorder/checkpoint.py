@@ -26,8 +26,9 @@ AVERAGE = "average.pt"
 BEST = "backbone.pt"
 
 
-def save(accelerator: Any, scheduler: Any, loop_state: dict[str, Any], average: Averager | None,
-         checkpoint: Path) -> None:
+def save(
+    accelerator: Any, scheduler: Any, loop_state: dict[str, Any], average: Averager | None, checkpoint: Path
+) -> None:
     """Every rank writes its part (RNG states) into a temporary folder; the main process adds the rest and the
     manifest, then swaps it in for the previous checkpoint."""
     tmp = checkpoint.with_name(checkpoint.name + ".tmp")
@@ -58,17 +59,21 @@ def load(accelerator: Any, scheduler: Any, average: Averager | None, checkpoint:
     """Restore what `save` wrote, after checking that none of it changed since."""
     manifest = read_json(checkpoint / MANIFEST)
     problem = "it has no manifest" if not isinstance(manifest, dict) else None
-    if problem is None:
+    if isinstance(manifest, dict):
         bad = damaged(checkpoint, manifest)
         problem = f"{', '.join(bad[:3])} {'is' if len(bad) == 1 else 'are'} missing or changed" if bad else None
     if problem is not None:
-        raise XorderError(f"the resumable checkpoint {checkpoint} is damaged ({problem}): delete that folder to "
-                          "train the stage from its beginning")
+        raise XorderError(
+            f"the resumable checkpoint {checkpoint} is damaged ({problem}): delete that folder to "
+            "train the stage from its beginning"
+        )
     accelerator.load_state(str(checkpoint))
     scheduler.load_state_dict(torch.load(checkpoint / SCHEDULER, weights_only=True))
     if average is not None and (checkpoint / AVERAGE).is_file():
-        average.load(torch.load(checkpoint / AVERAGE, map_location="cpu", weights_only=True),
-                     weights=accelerator.is_main_process or not fsdp.active(accelerator))
+        average.load(
+            torch.load(checkpoint / AVERAGE, map_location="cpu", weights_only=True),
+            weights=accelerator.is_main_process or not fsdp.active(accelerator),
+        )
 
 
 def save_best(model: torch.nn.Module, accelerator: Any, path: Path) -> None:

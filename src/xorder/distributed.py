@@ -108,7 +108,7 @@ def from_main(compute: Callable[[], T]) -> T:
     outcome, value, user_error = payload[0]
     if outcome == "error":
         raise XorderError(value) if user_error else RuntimeError(f"the first process failed: {value}")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def exit_failed(err: BaseException) -> NoReturn:
@@ -175,20 +175,26 @@ def pin_gpus(setting: int | None, parallel: int | None, poll_s: float = 2.0) -> 
         return list(_pinned)
     if world_size() > 1:
         if setting:
-            raise XorderError(f"gpus_per_job={setting} pins the GPUs of a single-process cell; the processes of this "
-                              f"{world_size()}-process cell get theirs from their launcher (leave gpus_per_job unset)")
+            raise XorderError(
+                f"gpus_per_job={setting} pins the GPUs of a single-process cell; the processes of this "
+                f"{world_size()}-process cell get theirs from their launcher (leave gpus_per_job unset)"
+            )
         return []
     devices = visible_gpus()
     if not devices:
         return []
     visible = f"{len(devices)} are visible ({','.join(devices)})"
     if parallel and count * parallel > len(devices):
-        raise XorderError(f"{parallel} cells at once (hydra.launcher.n_jobs) x gpus_per_job={count} need "
-                          f"{count * parallel} GPUs, but {visible}: lower hydra.launcher.n_jobs or gpus_per_job "
-                          "(gpus_per_job=0: the cells share the GPUs)")
+        raise XorderError(
+            f"{parallel} cells at once (hydra.launcher.n_jobs) x gpus_per_job={count} need "
+            f"{count * parallel} GPUs, but {visible}: lower hydra.launcher.n_jobs or gpus_per_job "
+            "(gpus_per_job=0: the cells share the GPUs)"
+        )
     if count > len(devices):
-        raise XorderError(f"gpus_per_job={count} needs {count} GPUs, but {visible}: lower gpus_per_job "
-                          "(0: leave CUDA_VISIBLE_DEVICES alone)")
+        raise XorderError(
+            f"gpus_per_job={count} needs {count} GPUs, but {visible}: lower gpus_per_job "
+            "(0: leave CUDA_VISIBLE_DEVICES alone)"
+        )
     folder = gpu_lock_dir()
     waited = False
     while True:
@@ -289,9 +295,9 @@ def _accelerate_launch_args(pid: int | None = None) -> list[str] | None:
         for index, arg in enumerate(argv[:3]):  # interpreter, then the script or `-m module`
             name = Path(arg).name
             if name == "accelerate-launch" or arg == "accelerate.commands.launch":
-                return argv[index + 1:]
+                return argv[index + 1 :]
             if name == "accelerate" or arg == "accelerate.commands.accelerate_cli":
-                return argv[index + 2:] if argv[index + 1:index + 2] == ["launch"] else None
+                return argv[index + 2 :] if argv[index + 1 : index + 2] == ["launch"] else None
         pid = _parent(pid)
     return None
 
@@ -421,8 +427,10 @@ def leave(stopped: Preempted) -> NoReturn:
         try:
             requeue(signum, None)  # the first process exits in here; the others return
         except UncompletedJobError as err:
-            raise XorderError(f"{err} The stage's checkpoint is kept: run the grid again to resume it "
-                              "(hydra.launcher.max_num_timeout sets how often a job is requeued)") from err
+            raise XorderError(
+                f"{err} The stage's checkpoint is kept: run the grid again to resume it "
+                "(hydra.launcher.max_num_timeout sets how often a job is requeued)"
+            ) from err
         sys.exit(0)
     log.warning("%s; run the same command again to resume", stopped)
     sys.exit(128 + signum)

@@ -3,30 +3,32 @@
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import subprocess
 import time
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-import xorder
-from xorder import batch_plan, distributed, fsdp, records, tracking
+from xorder import batch_plan, cell_record, distributed, fsdp, records, tracking
 from xorder.advice import learning_rates as advice_for
+from xorder.checkpoint import best_backbone
 from xorder.config import XorderConfig
 from xorder.data.fetch import validate
 from xorder.data.stage import DataSettings, prepare
 from xorder.evaluate import EvalResult, primary, select
-from xorder.fileio import write_atomic, write_json
-from xorder.model import (MultiTaskModel, freeze_word_embeddings, load_backbone, load_tokenizer, resolve_path,
-                          save_backbone)
+from xorder.model import (
+    MultiTaskModel,
+    freeze_word_embeddings,
+    load_backbone,
+    load_tokenizer,
+    resolve_path,
+    save_backbone,
+)
 from xorder.plan import StageSpec, plan, stages_hash, to_typed
 from xorder.stage_cache import StageCache, StageDir
-from xorder.checkpoint import best_backbone
 from xorder.throughput import summarize
 from xorder.train import Cadence, Hooks, train_stage
 
@@ -52,8 +54,13 @@ def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
     )
     fsdp.configure(accelerator)  # FSDP asked for through Accelerate, also on CPU processes
     if accelerator.is_main_process:
-        log.info("mixed precision: %s (%s); processes: %d (%s)", precision, source, accelerator.num_processes,
-                 fsdp.describe(accelerator))
+        log.info(
+            "mixed precision: %s (%s); processes: %d (%s)",
+            precision,
+            source,
+            accelerator.num_processes,
+            fsdp.describe(accelerator),
+        )
     return accelerator
 
 
@@ -74,7 +81,7 @@ def quiet_libraries() -> None:
 
 def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     """Train (or reuse) every stage of the cell and write its record; returns metrics.json's content."""
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     quiet_libraries()
     cfg = to_typed(dcfg)
     tracking.check(list(cfg.trainer.trackers))
@@ -102,14 +109,30 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
     for stage in stages:
         begin = time.time()
         summary, reused = cache.obtain(
-            stage, lambda folder, stage=stage, source=source, revision=revision: _train(
-                stage, cfg, source, revision, tokenizer, accelerator, folder))
-        log.info("stage %s [%s]: %s in %.1fs", stage.name, stage.hash[:8], "reused" if reused else "trained",
-                 time.time() - begin)
-        entries.append({"name": stage.name, "hash": stage.hash, "tasks": sorted(stage.heads),
-                        "languages": stage.languages, "steps": summary["steps"], "total_steps": summary["total_steps"],
-                        "examples": summary["examples"], "seconds": summary["seconds"],
-                        "throughput": summary["throughput"], "reused": reused})
+            stage,
+            partial(_train, stage, cfg, source, revision, tokenizer, accelerator),
+        )
+        log.info(
+            "stage %s [%s]: %s in %.1fs",
+            stage.name,
+            stage.hash[:8],
+            "reused" if reused else "trained",
+            time.time() - begin,
+        )
+        entries.append(
+            {
+                "name": stage.name,
+                "hash": stage.hash,
+                "tasks": sorted(stage.heads),
+                "languages": stage.languages,
+                "steps": summary["steps"],
+                "total_steps": summary["total_steps"],
+                "examples": summary["examples"],
+                "seconds": summary["seconds"],
+                "throughput": summary["throughput"],
+                "reused": reused,
+            }
+        )
         source, revision = str(cache.dir(stage).model), None
     target = stages[-1]
     summary = cache.summary(target)
@@ -121,22 +144,29 @@ def run_cell(dcfg: DictConfig, record_dir: str) -> dict[str, Any]:
         "scores": {name: sel["scores"] for name, sel in chosen.items()},
         "selected_steps": {name: sel["steps"] for name, sel in chosen.items()},
         "stages": entries,
-        "notes": [*advice, *summary.get("notes", []), *_cadence_notes(summary["history"])],
-        "provenance": _provenance(accelerator, started, stages_hash(stages)),
+        "notes": [*advice, *summary.get("notes", []), *cell_record.cadence_notes(summary["history"])],
+        "provenance": cell_record.provenance(accelerator, started, stages_hash(stages)),
     }
     if cfg.trainer.trackers:
         tracking.log_record(accelerator, metrics)
     if accelerator.is_main_process:
-        _write_record(Path(record_dir), dcfg, metrics, cache.dir(target).evals, chosen)
-        print(summary_table(metrics))
+        cell_record.write_record(Path(record_dir), dcfg, metrics, cache.dir(target).evals, chosen)
+        print(cell_record.summary_table(metrics))
         print(f"record: {Path(record_dir) / records.METRICS}")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return metrics
 
 
-def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | None, tokenizer: Any,
-           accelerator: Any, folder: StageDir) -> dict[str, Any]:
+def _train(
+    stage: StageSpec,
+    cfg: XorderConfig,
+    source: str,
+    revision: str | None,
+    tokenizer: Any,
+    accelerator: Any,
+    folder: StageDir,
+) -> dict[str, Any]:
     from accelerate.utils import set_seed
 
     set_seed(stage.seed)
@@ -149,9 +179,12 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
         freeze_word_embeddings(backbone)
     model = MultiTaskModel(backbone, stage.heads, data.label_names)
     if stage.is_target:
-        hooks = Hooks(_target_score(stage, cfg.target.train_language),
-                      f"{cfg.target.train_language} dev {primary(cfg.target)}",
-                      on_eval=_write_predictions(folder.evals, accelerator), average=True)
+        hooks = Hooks(
+            _target_score(stage, cfg.target.train_language),
+            f"{cfg.target.train_language} dev {primary(cfg.target)}",
+            on_eval=cell_record.prediction_writer(folder.evals, accelerator),
+            average=True,
+        )
     else:
         hooks = Hooks(_mean_primary, "dev score (primary metric, mean over tasks)", keep_best=hp.patience is not None)
     hooks.stop_requested = distributed.stop_check(accelerator)  # a stop signal: checkpoint, then requeue
@@ -165,23 +198,47 @@ def _train(stage: StageSpec, cfg: XorderConfig, source: str, revision: str | Non
             state_dict = best_backbone(folder.best)
         if accelerator.is_main_process:
             save_backbone(accelerator.unwrap_model(model), tokenizer, folder.model, state_dict)
-    speed = summarize(state.examples, state.tokens, state.padded, state.seconds,
-                      state.seconds - state.eval_seconds, accelerator.num_processes, backbone, accelerator.device,
-                      accelerator.mixed_precision)
+    speed = summarize(
+        state.examples,
+        state.tokens,
+        state.padded,
+        state.seconds,
+        state.seconds - state.eval_seconds,
+        accelerator.num_processes,
+        backbone,
+        accelerator.device,
+        accelerator.mixed_precision,
+    )
     accelerator.free_memory()
     return {
-        "name": stage.name, "hash": stage.hash, "tasks": sorted(stage.heads), "languages": stage.languages,
-        "steps": state.step, "total_steps": state.total_steps, "seconds": round(state.seconds, 3),
-        "examples": state.examples, "tokens": state.tokens, "throughput": asdict(speed),
-        "best_step": state.best_step, "best_score": state.best_score, "stopped_early": state.stopped_early,
-        "hparams": asdict(stage.hparams), "losses": state.losses, "history": state.history, "average": state.average,
-        "label_names": data.label_names, "notes": data.notes, "processes": accelerator.num_processes,
-        "distributed": fsdp.describe(accelerator), "precision": accelerator.mixed_precision,
+        "name": stage.name,
+        "hash": stage.hash,
+        "tasks": sorted(stage.heads),
+        "languages": stage.languages,
+        "steps": state.step,
+        "total_steps": state.total_steps,
+        "seconds": round(state.seconds, 3),
+        "examples": state.examples,
+        "tokens": state.tokens,
+        "throughput": asdict(speed),
+        "best_step": state.best_step,
+        "best_score": state.best_score,
+        "stopped_early": state.stopped_early,
+        "hparams": asdict(stage.hparams),
+        "losses": state.losses,
+        "history": state.history,
+        "average": state.average,
+        "label_names": data.label_names,
+        "notes": data.notes,
+        "processes": accelerator.num_processes,
+        "distributed": fsdp.describe(accelerator),
+        "precision": accelerator.mixed_precision,
     }
 
 
-def _planned_batch(stage: StageSpec, cfg: XorderConfig, model: Any, data: Any, tokenizer: Any,
-                   accelerator: Any) -> StageSpec:
+def _planned_batch(
+    stage: StageSpec, cfg: XorderConfig, model: Any, data: Any, tokenizer: Any, accelerator: Any
+) -> StageSpec:
     """The stage with batch_size=auto turned into the micro-batch and accumulation this device trains it with
     (its hash, which covers the effective batch, is unchanged)."""
     hp = stage.hparams
@@ -210,127 +267,3 @@ def _target_score(stage: StageSpec, train_language: str):
         return next((r.metrics[metric] for r in results if r.split == "dev" and r.language == train_language), None)
 
     return score
-
-
-def _write_predictions(folder: Path, accelerator: Any) -> Callable[[str, list[EvalResult]], None]:
-    """Each evaluation's predictions as evals/<tag>.parquet (tag: step<N> or average)."""
-
-    def write(tag: str, results: list[EvalResult]) -> None:
-        if not accelerator.is_main_process:
-            return
-        import pandas as pd
-
-        frames = [pd.DataFrame({"split": r.split, "language": r.language, "id": r.ids, "gold": r.gold,
-                                "prediction": r.prediction}) for r in results]
-        frame = pd.concat(frames, ignore_index=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{tag}.parquet.tmp"
-        frame.to_parquet(tmp, index=False)
-        tmp.replace(folder / f"{tag}.parquet")
-
-    return write
-
-
-def _write_record(record_dir: Path, dcfg: DictConfig, metrics: dict[str, Any], evals: Path,
-                  chosen: dict[str, dict[str, Any]]) -> None:
-    """The old metrics.json goes first (a record being rewritten is incomplete, never a mix of two runs), then
-    predictions and config, then metrics.json with their checksums: its presence marks the record complete."""
-    import io
-
-    import pandas as pd
-
-    (record_dir / records.METRICS).unlink(missing_ok=True)
-    frames = []
-    cache: dict[str, pd.DataFrame] = {}
-    for selection, sel in chosen.items():
-        for split, langs in sel["steps"].items():
-            for lang, step in langs.items():
-                tag = "average" if selection == "average" else f"step{step}"
-                if tag not in cache:
-                    cache[tag] = pd.read_parquet(evals / f"{tag}.parquet")
-                frame = cache[tag]
-                part = frame[(frame["split"] == split) & (frame["language"] == lang)].copy()
-                part.insert(0, "selection", selection)
-                part.insert(1, "step", step)
-                frames.append(part)
-    predictions = pd.concat(frames, ignore_index=True)
-    metrics["notes"] = [*metrics.get("notes", []), *_constant_predictions(predictions)]
-    buffer = io.BytesIO()
-    predictions.to_parquet(buffer, index=False)
-    write_atomic(record_dir / records.PREDICTIONS, buffer.getvalue())
-    write_atomic(record_dir / records.CONFIG, OmegaConf.to_yaml(records.science_config(dcfg)))
-    metrics["files"] = records.file_digests(record_dir)
-    write_json(record_dir / records.METRICS, metrics)
-
-
-def _cadence_notes(history: list[dict[str, Any]]) -> list[str]:
-    """A target evaluated once has one checkpoint: its selections cannot differ, whatever the tables suggest."""
-    if len(history) >= 2:
-        return []
-    note = (f"the target was evaluated {len(history)} time(s): en_dev, oracle, last and average are the same "
-            "checkpoint (set target.evaluations, or a smaller trainer.eval_every)")
-    log.warning("%s", note)
-    return [note]
-
-
-def _constant_predictions(predictions: Any) -> list[str]:
-    """Notes (and warnings) for zero-shot predictions that are one value for every example: a model that
-    learned nothing there, whatever its accuracy says."""
-    notes = []
-    chosen = predictions[predictions["selection"] == "en_dev"]
-    for (split, language), part in chosen.groupby(["split", "language"], sort=True):
-        if len(part) > 1 and part["prediction"].astype(str).nunique() == 1:
-            notes.append(f"{split}/{language}: every en_dev prediction is {part['prediction'].iloc[0]} (a constant "
-                         "prediction: the model learned nothing there)")
-    for note in notes:
-        log.warning("%s", note)
-    return notes
-
-
-def _provenance(accelerator: Any, started: datetime, config_hash: str) -> dict[str, Any]:
-    import torch
-    import transformers
-
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
-    return {
-        "xorder": xorder.__version__,
-        "git_commit": _git_commit(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "device": f"{device} x{accelerator.num_processes}" if accelerator.num_processes > 1 else device,
-        "distributed": fsdp.describe(accelerator),  # FSDP, DDP or none
-        "precision": accelerator.mixed_precision,
-        "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # the GPUs a parallel cell was pinned to
-        "started": started.isoformat(timespec="seconds"),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config_hash": config_hash,
-    }
-
-
-def _git_commit() -> str | None:
-    here = Path(xorder.__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{commit}-dirty" if dirty else commit
-
-
-def summary_table(metrics: dict[str, Any]) -> str:
-    """A short per-language table of the zero-shot (en_dev) scores, for the terminal."""
-    scores = metrics["scores"]["en_dev"]
-    metric = metrics["primary_metric"]
-    splits = list(scores)
-    langs = sorted({lang for split in splits for lang in scores[split]})
-    title = f"{metrics['target']} / {metrics['order']} / {'+'.join(metrics['tasks']) or 'none'} / " \
-            f"{metrics['multilingual']} / {metrics['model']} / seed {metrics['seed']}: {metric}, en_dev selection"
-    width = max(6, *(len(l) for l in langs)) if langs else 6
-    lines = [title, f"{'':<{width}} " + " ".join(f"{s:>8}" for s in splits)]
-    for lang in langs:
-        cells = [f"{scores[s][lang][metric]:8.2f}" if lang in scores[s] else f"{'':>8}" for s in splits]
-        lines.append(f"{lang:<{width}} " + " ".join(cells))
-    return "\n".join(lines)

@@ -16,20 +16,21 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from xorder import checkpoint, fsdp
+from xorder import checkpoint, fsdp, optim
 from xorder.checkpoint import Averager
-from xorder.data.batching import Collator, LengthGroupedBatchSampler, sampling_weights
+from xorder.data.batching import Collator, LengthGroupedBatchSampler
 from xorder.data.stage import StageData
 from xorder.errors import Preempted, XorderError
 from xorder.evaluate import EvalResult, nest, predict
-from xorder.plan import StageHParams, StageSpec, group
+from xorder.plan import StageSpec
 from xorder.stage_cache import StageDir
 from xorder.throughput import Meter
 
@@ -85,32 +86,23 @@ def _own_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _optimizer(model: torch.nn.Module, hp: StageHParams, accelerator: Any) -> torch.optim.Optimizer:
-    """AdamW without weight decay on biases and norms; frozen parameters get no optimizer state. The fused
-    kernel (one pass over all parameters, CPU and CUDA) where sharding does not rule it out."""
-    from accelerate.utils import DistributedType
-
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
-    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    fused = accelerator.distributed_type not in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-    return torch.optim.AdamW(groups, lr=hp.lr, eps=hp.adam_epsilon, fused=fused or None)
-
-
 class _Streams:
     """One endless stream of batches per training set, positioned by (epoch, batches consumed)."""
 
-    def __init__(self, loaders: dict[str, DataLoader], samplers: dict[str, LengthGroupedBatchSampler],
-                 state: LoopState, accelerator: Any) -> None:
+    def __init__(
+        self,
+        loaders: dict[str, DataLoader],
+        samplers: dict[str, LengthGroupedBatchSampler],
+        state: LoopState,
+        accelerator: Any,
+    ) -> None:
         self.loaders, self.samplers, self.state, self.accelerator = loaders, samplers, state, accelerator
         self.iterators: dict[str, Any] = {}
 
     def _start(self, name: str) -> None:
         epoch = self.state.epochs.setdefault(name, 0)
         skip = self.state.consumed.setdefault(name, 0)
-        loader = self.accelerator.skip_first_batches(self.loaders[name], skip) if skip else self.loaders[name]
+        loader: Any = self.accelerator.skip_first_batches(self.loaders[name], skip) if skip else self.loaders[name]
         # the sampler itself holds the epoch: Accelerate's wrappers do not always pass set_epoch through
         self.samplers[name].set_epoch(epoch)
         loader.set_epoch(epoch)
@@ -130,53 +122,50 @@ class _Streams:
         return batch
 
 
-def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence):
-    samplers = {ts.name: LengthGroupedBatchSampler(list(ts.features["length"]), stage.hparams.batch_size, stage.seed,
-                                                   stage.hparams.group_by_length) for ts in data.train}
+def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence) -> tuple[Any, Any, Any]:
+    batch = stage.hparams.batch_size
+    assert isinstance(batch, int), "batch_size=auto is planned before training (run._planned_batch)"
+    samplers = {
+        ts.name: LengthGroupedBatchSampler(
+            list(ts.features["length"]), batch, stage.seed, stage.hparams.group_by_length
+        )
+        for ts in data.train
+    }
     loaders = {
-        ts.name: DataLoader(ts.features, batch_sampler=samplers[ts.name], num_workers=cadence.num_workers,
-                            collate_fn=Collator(ts.kind, tokenizer, ts.mlm_probability),
-                            generator=_own_generator(stage.seed))
+        ts.name: DataLoader(
+            ts.features,
+            batch_sampler=samplers[ts.name],
+            num_workers=cadence.num_workers,
+            collate_fn=Collator(ts.kind, tokenizer, ts.mlm_probability),
+            generator=_own_generator(stage.seed),
+        )
         for ts in data.train
     }
     evals = [
-        DataLoader(ev.features, num_workers=cadence.num_workers,
-                   batch_sampler=LengthGroupedBatchSampler(list(ev.features["length"]), cadence.eval_batch_size, 0,
-                                                           shuffle=False),
-                   collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability), generator=_own_generator(0))
+        DataLoader(
+            ev.features,
+            num_workers=cadence.num_workers,
+            batch_sampler=LengthGroupedBatchSampler(
+                list(ev.features["length"]), cadence.eval_batch_size, 0, shuffle=False
+            ),
+            collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability),
+            generator=_own_generator(0),
+        )
         for ev in data.evals
     ]
     return samplers, loaders, evals
 
 
-def _steps(epochs: float, batches: int, max_steps: int | None, grad_accum: int) -> int:
-    total = math.ceil(epochs * batches / grad_accum)
-    return min(total, max_steps) if max_steps is not None else total
-
-
-def _schedule(hp: StageHParams, data: StageData, batches: list[int]) -> tuple[int, np.ndarray]:
-    """Optimizer steps of the stage and the probability of drawing each training set's next batch. Under a joint
-    budget each group of sets (English, multilingual) gets the steps its sequential stage would have, and is
-    drawn in proportion to them."""
-    sizes = [len(ts.features) for ts in data.train]
-    if hp.budget is None:
-        total = _steps(hp.epochs, sum(batches), hp.max_steps, hp.grad_accum)
-        return max(total, 1), sampling_weights(sizes, hp.sampling, hp.sampling_temperature)
-    weights = np.zeros(len(sizes))
-    steps = {}
-    for budget in hp.budget:
-        members = [i for i, ts in enumerate(data.train) if group(ts.variant) == budget.group]
-        if not members:
-            continue
-        steps[budget.group] = _steps(budget.epochs, sum(batches[i] for i in members), budget.max_steps, hp.grad_accum)
-        within = sampling_weights([sizes[i] for i in members], hp.sampling, hp.sampling_temperature)
-        weights[members] = within * steps[budget.group]
-    total = max(sum(steps.values()), 1)
-    return total, weights / weights.sum()
-
-
-def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, tokenizer: Any, accelerator: Any,
-                folder: StageDir, hooks: Hooks, cadence: Cadence) -> LoopState:
+def train_stage(
+    stage: StageSpec,
+    data: StageData,
+    model: torch.nn.Module,
+    tokenizer: Any,
+    accelerator: Any,
+    folder: StageDir,
+    hooks: Hooks,
+    cadence: Cadence,
+) -> LoopState:
     """Train one stage in `folder` (resuming from its checkpoint if one is there); returns the loop state.
     With `hooks.keep_best`, the weights of the best evaluation are in folder.best when it returns."""
     from transformers import get_linear_schedule_with_warmup
@@ -189,18 +178,18 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
     if accelerator.ddp_handler is not None:  # only a multi-task stage leaves heads idle in a batch
         accelerator.ddp_handler.find_unused_parameters = len({ts.head for ts in data.train}) > 1
     # in one call: FSDP2 swaps the optimizer's parameters for the sharded ones
-    model, optimizer = accelerator.prepare(model, _optimizer(model, hp, accelerator))
+    model, optimizer = accelerator.prepare(model, optim.optimizer(model, hp, accelerator))
     sharded = fsdp.active(accelerator)
     if sharded:
         fsdp.prime_adamw(optimizer)
     prepared = accelerator.prepare(*loaders.values(), *eval_loaders)
     prepared = prepared if isinstance(prepared, (list, tuple)) else [prepared]
     loaders = dict(zip(loaders, prepared[: len(loaders)]))
-    eval_loaders = list(prepared[len(loaders):])
+    eval_loaders = list(prepared[len(loaders) :])
 
     names = list(loaders)
     heads = {ts.name: ts.head for ts in data.train}
-    total, weights = _schedule(hp, data, [len(loader) for loader in loaders.values()])
+    total, weights = optim.schedule(hp, data, [len(loader) for loader in loaders.values()])
     state.total_steps = total
     eval_every = math.ceil(total / hp.evaluations) if hp.evaluations else hp.eval_every
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * total), total)
@@ -208,7 +197,7 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
     averager = Averager() if hooks.average else None
     if saved is not None:
         checkpoint.load(accelerator, scheduler, averager, folder.checkpoint)
-        rng.bit_generator.state = state.rng
+        rng.bit_generator.state = state.rng  # type: ignore[assignment]  # saved from this very generator
         log.info("stage %s: resuming at step %d of %d", stage.name, state.step, total)
     streams = _Streams(loaders, samplers, state, accelerator)
     meter = Meter(accelerator.device, state.tokens, state.padded)
@@ -219,8 +208,14 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
     started = time.time() - state.seconds
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=state.step, desc=f"{stage.name} [{stage.hash[:8]}]", unit="step",
-               disable=not (accelerator.is_local_main_process and sys.stderr.isatty()), dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=state.step,
+        desc=f"{stage.name} [{stage.hash[:8]}]",
+        unit="step",
+        disable=not (accelerator.is_local_main_process and sys.stderr.isatty()),
+        dynamic_ncols=True,
+    )
     while state.step < total and not state.stopped_early:
         for _ in range(hp.grad_accum):
             name = names[int(rng.choice(len(names), p=weights))] if len(names) > 1 else names[0]
@@ -251,14 +246,17 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
             run.save(scheduler, rng)
         if stopping:
             bar.close()
-            raise Preempted(f"stage {stage.name} stopped at step {state.step} of {total} on request; "
-                            f"its checkpoint is in {folder.checkpoint}")
+            raise Preempted(
+                f"stage {stage.name} stopped at step {state.step} of {total} on request; "
+                f"its checkpoint is in {folder.checkpoint}"
+            )
     bar.close()
     if averager is not None:
         run.evaluate_average()
     state.seconds = time.time() - started
-    counts = accelerator.reduce(torch.tensor([state.examples, state.tokens, meter.padded], device=accelerator.device),
-                                reduction="sum")
+    counts = accelerator.reduce(
+        torch.tensor([state.examples, state.tokens, meter.padded], device=accelerator.device), reduction="sum"
+    )
     state.examples, state.tokens, state.padded = (int(x) for x in counts.tolist())
     return state
 
@@ -266,9 +264,19 @@ def train_stage(stage: StageSpec, data: StageData, model: torch.nn.Module, token
 class _Run:
     """The parts of the loop that look at the device's results: logging, evaluation, checkpoints."""
 
-    def __init__(self, stage: StageSpec, data: StageData, eval_loaders: list[Any], model: torch.nn.Module,
-                 accelerator: Any, state: LoopState, hooks: Hooks, folder: StageDir, meter: Meter,
-                 averager: Averager | None) -> None:
+    def __init__(
+        self,
+        stage: StageSpec,
+        data: StageData,
+        eval_loaders: list[Any],
+        model: torch.nn.Module,
+        accelerator: Any,
+        state: LoopState,
+        hooks: Hooks,
+        folder: StageDir,
+        meter: Meter,
+        averager: Averager | None,
+    ) -> None:
         self.stage, self.data, self.eval_loaders, self.model = stage, data, eval_loaders, model
         self.accelerator, self.state, self.hooks, self.folder = accelerator, state, hooks, folder
         self.meter, self.averager = meter, averager
@@ -283,7 +291,8 @@ class _Run:
                 f"stage {self.stage.name} [{self.stage.hash[:8]}] diverged: the training loss or gradient norm "
                 f"became NaN or infinite at step {first_bad} of {self.state.total_steps}, most likely because the "
                 f"learning rate is too high (lr={hp.lr:g}; pretrained encoders usually train at 1e-5 to 5e-5). "
-                f"Nothing after its last checkpoint was kept, and no record was written")
+                f"Nothing after its last checkpoint was kept, and no record was written"
+            )
         return mean
 
     def log(self, lr: float, bar: Any) -> None:
@@ -292,17 +301,29 @@ class _Run:
             return
         self.state.losses.append([self.state.step, round(mean, 6)])
         bar.set_postfix(loss=f"{mean:.4f}")
-        log.info("stage %s step %d/%d: training loss %.4f, lr %.2e", self.stage.name, self.state.step,
-                 self.state.total_steps, mean, lr)
+        log.info(
+            "stage %s step %d/%d: training loss %.4f, lr %.2e",
+            self.stage.name,
+            self.state.step,
+            self.state.total_steps,
+            mean,
+            lr,
+        )
         self.accelerator.log({f"{self.stage.name}/loss": mean, f"{self.stage.name}/lr": lr}, step=self.state.step)
 
     def _predict(self) -> list[EvalResult]:
         began = time.time()
         examples = sum(len(ev.examples) for ev in self.data.evals)
-        log.info("stage %s step %d: evaluating %d sets (%d examples)", self.stage.name, self.state.step,
-                 len(self.data.evals), examples)
-        results = [predict(self.model, ev, loader, self.accelerator)
-                   for ev, loader in zip(self.data.evals, self.eval_loaders)]
+        log.info(
+            "stage %s step %d: evaluating %d sets (%d examples)",
+            self.stage.name,
+            self.state.step,
+            len(self.data.evals),
+            examples,
+        )
+        results = [
+            predict(self.model, ev, loader, self.accelerator) for ev, loader in zip(self.data.evals, self.eval_loaders)
+        ]
         self.state.eval_seconds += time.time() - began
         return results
 
@@ -317,11 +338,22 @@ class _Run:
             hooks.on_eval(f"step{state.step}", results)
         if self.averager is not None:
             self.averager.add(self.model, self.accelerator)
-        log.info("stage %s step %d: %s %s", self.stage.name, state.step, hooks.score_name,
-                 "n/a" if score is None else f"{score:.2f}")
-        self.accelerator.log({f"{self.stage.name}/{split}/{lang}/{metric}": value
-                              for split, langs in scores.items() for lang, values in langs.items()
-                              for metric, value in values.items()}, step=state.step)
+        log.info(
+            "stage %s step %d: %s %s",
+            self.stage.name,
+            state.step,
+            hooks.score_name,
+            "n/a" if score is None else f"{score:.2f}",
+        )
+        self.accelerator.log(
+            {
+                f"{self.stage.name}/{split}/{lang}/{metric}": value
+                for split, langs in scores.items()
+                for lang, values in langs.items()
+                for metric, value in values.items()
+            },
+            step=state.step,
+        )
         if score is None:
             return
         if state.best_score is None or score > state.best_score:
@@ -335,25 +367,36 @@ class _Run:
             patience = self.stage.hparams.patience
             if patience is not None and state.bad_evals >= patience:
                 state.stopped_early = True
-                log.info("stage %s: no improvement in %d evaluations, stopping at step %d", self.stage.name,
-                         patience, state.step)
+                log.info(
+                    "stage %s: no improvement in %d evaluations, stopping at step %d",
+                    self.stage.name,
+                    patience,
+                    state.step,
+                )
 
     def evaluate_average(self) -> None:
         """Evaluate the mean of the weights of every evaluated checkpoint (the target's `average` selection)."""
         assert self.averager is not None
         self.averager.apply(self.model, self.accelerator)
         results = self._predict()
-        self.state.average = {"step": self.state.history[-1]["step"], "evaluations": self.averager.count,
-                              "scores": nest([(r.split, r.language, r.head, r.metrics) for r in results])}
+        self.state.average = {
+            "step": self.state.history[-1]["step"],
+            "evaluations": self.averager.count,
+            "scores": nest([(r.split, r.language, r.head, r.metrics) for r in results]),
+        }
         if self.hooks.on_eval is not None:
             self.hooks.on_eval("average", results)
-        log.info("stage %s: the average of %d evaluated checkpoints scores %s", self.stage.name, self.averager.count,
-                 "n/a" if self.hooks.score_of(results) is None else f"{self.hooks.score_of(results):.2f}")
+        log.info(
+            "stage %s: the average of %d evaluated checkpoints scores %s",
+            self.stage.name,
+            self.averager.count,
+            "n/a" if self.hooks.score_of(results) is None else f"{self.hooks.score_of(results):.2f}",
+        )
 
     def save(self, scheduler: Any, rng: np.random.Generator) -> None:
         self.check()
         began = time.time()
-        self.state.rng = rng.bit_generator.state
+        self.state.rng = dict(rng.bit_generator.state)
         self.state.padded = self.meter.padded
         checkpoint.save(self.accelerator, scheduler, asdict(self.state), self.averager, self.folder.checkpoint)
         self.state.eval_seconds += time.time() - began
