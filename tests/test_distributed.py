@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
-from xorder import distributed, records
+from xorder import distributed, precision, records
 from xorder.errors import XorderError
 from xorder.plan import plan
 
@@ -464,12 +464,12 @@ def test_a_precision_chosen_through_accelerate_is_told_from_its_default(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ):
     def under(args: list[str] | None, value: str | None) -> tuple[str | None, str]:
-        monkeypatch.setattr(distributed, "_accelerate_launch_args", lambda: args)
+        monkeypatch.setattr(precision, "_accelerate_launch_args", lambda: args)
         if value is None:
-            monkeypatch.delenv(distributed.PRECISION_ENV, raising=False)
+            monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
         else:
-            monkeypatch.setenv(distributed.PRECISION_ENV, value)
-        return distributed.configured_precision()
+            monkeypatch.setenv(precision.PRECISION_ENV, value)
+        return precision.configured_precision()
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     assert under(None, None) == (None, "unset")  # python or torchrun: Accelerator() would read nothing either
@@ -490,37 +490,37 @@ def test_a_precision_chosen_through_accelerate_is_told_from_its_default(
 
     # an explicit trainer.precision wins; auto takes Accelerate's choice, else this machine's (a CPU: fp32)
     under(["--mixed_precision", "bf16", *script], "bf16")
-    assert distributed.resolve_precision("no") == ("no", "trainer.precision")
-    assert distributed.resolve_precision("auto") == ("bf16", "accelerate launch --mixed_precision")
+    assert precision.resolve_precision("no") == ("no", "trainer.precision")
+    assert precision.resolve_precision("auto") == ("bf16", "accelerate launch --mixed_precision")
     under(None, None)
-    assert distributed.resolve_precision("auto") == ("no", "trainer.precision=auto on this machine")
+    assert precision.resolve_precision("auto") == ("no", "trainer.precision=auto on this machine")
 
 
 def test_stage_hashes_cover_the_precision_chosen_through_accelerate(monkeypatch: pytest.MonkeyPatch):
     """Stages trained in bf16 and in fp32 must not share a cache entry; `auto` left to the hardware keeps its hash
     (tests/test_hashes.py pins those)."""
-    monkeypatch.setattr(distributed, "_accelerate_launch_args", lambda: None)
-    monkeypatch.delenv(distributed.PRECISION_ENV, raising=False)
+    monkeypatch.setattr(precision, "_accelerate_launch_args", lambda: None)
+    monkeypatch.delenv(precision.PRECISION_ENV, raising=False)
 
     def hashes(precision: str) -> list[str]:
         return [stage.hash for stage in plan(compose("experiment=demo", f"trainer.precision={precision}"), 1)]
 
     auto, bf16, fp32 = hashes("auto"), hashes("bf16"), hashes("no")
     assert len({auto[0], bf16[0], fp32[0]}) == 3
-    monkeypatch.setenv(distributed.PRECISION_ENV, "bf16")
+    monkeypatch.setenv(precision.PRECISION_ENV, "bf16")
     assert hashes("auto") == bf16
     assert hashes("no") == fp32  # an explicit setting wins over Accelerate's
 
 
 _PRECISION_SCRIPT = textwrap.dedent("""
     import json, sys
-    from xorder import distributed
+    from xorder import precision
     from xorder.configs import compose
     from xorder.plan import to_typed
     from xorder.run import build_accelerator
     accelerator = build_accelerator(to_typed(compose(["experiment=demo", "trainer.precision=auto"])), sys.argv[1])
-    print("RESULT " + json.dumps([accelerator.mixed_precision, *distributed.resolve_precision("auto"),
-                                  distributed.hashed_precision("auto")]), flush=True)
+    print("RESULT " + json.dumps([accelerator.mixed_precision, *precision.resolve_precision("auto"),
+                                  precision.hashed_precision("auto")]), flush=True)
 """)
 
 
@@ -534,7 +534,7 @@ def test_accelerate_launch_sets_the_precision_of_an_auto_cell(tmp_path: Path):
         accelerate = shutil.which("accelerate", path=str(BIN)) or shutil.which("accelerate")
         assert accelerate
         env = {**os.environ, "HF_HOME": str(home)}
-        env.pop(distributed.PRECISION_ENV, None)
+        env.pop(precision.PRECISION_ENV, None)
         out = subprocess.run(
             [accelerate, "launch", "--num_processes", "1", *options, str(script), str(tmp_path)],
             capture_output=True,

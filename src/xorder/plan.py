@@ -14,8 +14,8 @@ from typing import Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 from xorder.config import PhaseConfig, SourceConfig, TaskConfig, TrainerConfig, XorderConfig
-from xorder.distributed import hashed_precision
 from xorder.errors import XorderError
+from xorder.precision import hashed_precision
 
 # Bump when a change to the training code changes what a stage computes: old cache entries then miss.
 # 3: length-grouped batches in random order; the target averages its checkpoints.

@@ -28,6 +28,7 @@ from xorder.model import (
     save_backbone,
 )
 from xorder.plan import StageSpec, plan, stages_hash, to_typed
+from xorder.precision import resolve_precision
 from xorder.stage_cache import StageCache, StageDir
 from xorder.throughput import summarize
 from xorder.train import Cadence, Hooks, train_stage
@@ -39,7 +40,7 @@ def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
     from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
     from accelerate.utils import GradientAccumulationPlugin
 
-    precision, source = distributed.resolve_precision(cfg.trainer.precision)
+    precision, source = resolve_precision(cfg.trainer.precision)
     fsdp.check_request()
     accelerator = Accelerator(
         cpu=distributed.cpu_backend(),
