@@ -183,6 +183,8 @@ def _trainer(cfg: Any) -> None:
             _at_least(f"trainer.{key}", getattr(trainer, key), 1, " (or null: no cap)")
     _at_least("trainer.num_workers", trainer.num_workers, 0)
     _choice("trainer.joint_budget", trainer.joint_budget, ("matched", "sum"))
+    if trainer.attention is not None:
+        _choice("trainer.attention", trainer.attention, ("sdpa", "eager", "flash_attention_2"))
     for tracker in trainer.trackers:
         if tracker not in TRACKERS:
             raise _bad("trainer.trackers", trainer.trackers, f"{tracker!r} is not one of {', '.join(TRACKERS)}")

@@ -136,6 +136,10 @@ class TrainerConfig:
     log_every: int = 50
     trackers: List[str] = field(default_factory=list)  # tensorboard | mlflow | wandb
     num_workers: int = 0
+    # speed switches that leave the numbers as they are (not in the stage hash): torch.compile of the encoder, and
+    # the attention kernel transformers uses (sdpa | eager | flash_attention_2; None: transformers' default)
+    compile: bool = False
+    attention: Optional[str] = None
     intermediate: PhaseConfig = field(default_factory=PhaseConfig)
     multilingual: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=1.0))
     target: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=None, eval_examples=None))

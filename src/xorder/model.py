@@ -56,18 +56,22 @@ def load_tokenizer(path: str, revision: str | None = None) -> Any:
         raise _load_error(path, err) from err
 
 
-def load_backbone(path: str, revision: str | None = None) -> nn.Module:
-    """A masked-LM model (encoder + LM head) where the architecture has one, else the bare encoder."""
+def load_backbone(path: str, revision: str | None = None, attention: str | None = None) -> nn.Module:
+    """A masked-LM model (encoder + LM head) where the architecture has one, else the bare encoder; `attention`
+    picks transformers' attention kernel (None: its default)."""
     from transformers import AutoModel, AutoModelForMaskedLM
 
     _quiet()
+    # fp32 master weights whatever the checkpoint's storage dtype (transformers 5 defaults to "auto"); mixed
+    # precision comes from the Accelerator
+    options: dict[str, Any] = {"revision": revision, "dtype": torch.float32}
+    if attention is not None:
+        options["attn_implementation"] = attention
     try:
-        # fp32 master weights whatever the checkpoint's storage dtype (transformers 5 defaults to "auto");
-        # mixed precision comes from the Accelerator
         try:
-            return AutoModelForMaskedLM.from_pretrained(path, revision=revision, dtype=torch.float32)
+            return AutoModelForMaskedLM.from_pretrained(path, **options)
         except ValueError:  # an architecture without a masked-LM class
-            return AutoModel.from_pretrained(path, revision=revision, dtype=torch.float32)
+            return AutoModel.from_pretrained(path, **options)
     except OSError as err:
         raise _load_error(path, err) from err
 
@@ -123,6 +127,13 @@ class MultiTaskModel(nn.Module):
         kind = self.kinds[head]
         states = encoder_of(self.backbone)(**kind.encoder_inputs(batch)).last_hidden_state
         return kind.forward(self.heads[head], states, batch)
+
+
+def compile_encoder(backbone: Any) -> None:
+    """torch.compile the encoder's forward (shapes vary with dynamic padding: compiled for dynamic shapes), so the
+    steps after the first few run fused kernels; the head and the loss stay eager."""
+    encoder = encoder_of(backbone)
+    encoder.forward = torch.compile(encoder.forward, dynamic=True)
 
 
 def freeze_word_embeddings(backbone: Any) -> None:

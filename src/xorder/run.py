@@ -21,6 +21,7 @@ from xorder.data.stage import DataSettings, prepare
 from xorder.evaluate import EvalResult, primary, select
 from xorder.model import (
     MultiTaskModel,
+    compile_encoder,
     freeze_word_embeddings,
     load_backbone,
     load_tokenizer,
@@ -175,9 +176,11 @@ def _train(
     settings = DataSettings(str(Path(cfg.cache_dir).expanduser()), cfg.data.synthetic_examples)
     with accelerator.main_process_first():
         data = prepare(stage, tokenizer, settings)
-    backbone = load_backbone(source, revision)
+    backbone = load_backbone(source, revision, trainer.attention)
     if hp.freeze_embeddings:
         freeze_word_embeddings(backbone)
+    if trainer.compile:
+        compile_encoder(backbone)
     model = MultiTaskModel(backbone, stage.heads, data.label_names)
     if stage.is_target:
         hooks = Hooks(
