@@ -12,11 +12,12 @@ stops with the step and the likely cause, before anything of it is saved or scor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -311,8 +312,16 @@ class _Run:
         )
         self.accelerator.log({f"{self.stage.name}/loss": mean, f"{self.stage.name}/lr": lr}, step=self.state.step)
 
-    def _predict(self) -> list[EvalResult]:
+    @contextlib.contextmanager
+    def _off_the_clock(self) -> Iterator[None]:
+        """Time spent evaluating, writing predictions, averaging and saving: not training time (throughput)."""
         began = time.time()
+        try:
+            yield
+        finally:
+            self.state.eval_seconds += time.time() - began
+
+    def _predict(self) -> list[EvalResult]:
         examples = sum(len(ev.examples) for ev in self.data.evals)
         log.info(
             "stage %s step %d: evaluating %d sets (%d examples)",
@@ -324,11 +333,14 @@ class _Run:
         results = [
             predict(self.model, ev, loader, self.accelerator) for ev, loader in zip(self.data.evals, self.eval_loaders)
         ]
-        self.state.eval_seconds += time.time() - began
         return results
 
     def evaluate(self) -> None:
         self.check()
+        with self._off_the_clock():
+            self._evaluate()
+
+    def _evaluate(self) -> None:
         state, hooks = self.state, self.hooks
         results = self._predict()
         score = hooks.score_of(results)
@@ -359,9 +371,7 @@ class _Run:
         if state.best_score is None or score > state.best_score:
             state.best_score, state.best_step, state.bad_evals = score, state.step, 0
             if hooks.keep_best:
-                began = time.time()
                 checkpoint.save_best(self.model, self.accelerator, self.folder.best)
-                state.eval_seconds += time.time() - began
         else:
             state.bad_evals += 1
             patience = self.stage.hparams.patience
@@ -377,15 +387,16 @@ class _Run:
     def evaluate_average(self) -> None:
         """Evaluate the mean of the weights of every evaluated checkpoint (the target's `average` selection)."""
         assert self.averager is not None
-        self.averager.apply(self.model, self.accelerator)
-        results = self._predict()
+        with self._off_the_clock():
+            self.averager.apply(self.model, self.accelerator)
+            results = self._predict()
+            if self.hooks.on_eval is not None:
+                self.hooks.on_eval("average", results)
         self.state.average = {
             "step": self.state.history[-1]["step"],
             "evaluations": self.averager.count,
             "scores": nest([(r.split, r.language, r.head, r.metrics) for r in results]),
         }
-        if self.hooks.on_eval is not None:
-            self.hooks.on_eval("average", results)
         log.info(
             "stage %s: the average of %d evaluated checkpoints scores %s",
             self.stage.name,
@@ -395,8 +406,7 @@ class _Run:
 
     def save(self, scheduler: Any, rng: np.random.Generator) -> None:
         self.check()
-        began = time.time()
-        self.state.rng = dict(rng.bit_generator.state)
-        self.state.padded = self.meter.padded
-        checkpoint.save(self.accelerator, scheduler, asdict(self.state), self.averager, self.folder.checkpoint)
-        self.state.eval_seconds += time.time() - began
+        with self._off_the_clock():
+            self.state.rng = dict(rng.bit_generator.state)
+            self.state.padded = self.meter.padded
+            checkpoint.save(self.accelerator, scheduler, asdict(self.state), self.averager, self.folder.checkpoint)
