@@ -166,3 +166,15 @@ def test_batch_size_auto_hashes_the_effective_batch_not_its_split():
 
     assert target_hash("trainer.grad_accum=4") == target_hash("trainer.grad_accum=1")
     assert target_hash("trainer.effective_batch_size=64") != target_hash()
+
+
+def test_speed_switches_that_draw_dropout_differently_enter_the_hash_only_when_set():
+    from conftest import compose
+    from xorder.plan import plan
+
+    def target_hash(*overrides: str) -> str:
+        return plan(compose("experiment=demo", "order=none", *overrides), 1)[-1].hash
+
+    base = target_hash()
+    assert target_hash("trainer.compile=false", "trainer.attention=null") == base
+    assert len({base, target_hash("trainer.compile=true"), target_hash("trainer.attention=eager")}) == 3

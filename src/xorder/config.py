@@ -136,8 +136,8 @@ class TrainerConfig:
     log_every: int = 50
     trackers: List[str] = field(default_factory=list)  # tensorboard | mlflow | wandb
     num_workers: int = 0
-    # speed switches that leave the numbers as they are (not in the stage hash): torch.compile of the encoder, and
-    # the attention kernel transformers uses (sdpa | eager | flash_attention_2; None: transformers' default)
+    # speed switches: torch.compile of the encoder, and the attention kernel transformers uses (sdpa | eager |
+    # flash_attention_2; None: transformers' default). Both draw dropout differently: in the stage hash when set
     compile: bool = False
     attention: Optional[str] = None
     intermediate: PhaseConfig = field(default_factory=PhaseConfig)

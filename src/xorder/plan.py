@@ -68,6 +68,9 @@ class StageHParams:
     evaluations: int | None = None  # the target: evaluations per run, spread evenly (instead of eval_every)
     eval_cap: int | None = None  # the target: a fixed random subset of this many rows per evaluation set
     effective_batch: int | None = None  # batch_size=auto: the batch over micro-batches, accumulation and processes
+    # speed switches that draw dropout differently (the same model up to those draws, not the same numbers)
+    compile: bool = False
+    attention: str | None = None
     # a joint stage under trainer.joint_budget=matched: per group of components (english, multilingual), the
     # epochs and max_steps that group gets in the sequential orders
     budget: tuple[Budget, ...] | None = None
@@ -88,6 +91,8 @@ HASH_NEUTRAL: dict[str, Any] = {
     "budget": None,
     "eval_cap": None,
     "effective_batch": None,
+    "compile": False,
+    "attention": None,
 }
 
 
@@ -175,6 +180,8 @@ def stage_hparams(
         budget=budget,
         eval_cap=eval_cap,
         effective_batch=trainer.effective_batch_size if auto else None,
+        compile=trainer.compile,
+        attention=trainer.attention,
     )
 
 

@@ -135,7 +135,7 @@ def validate(metrics: Any) -> list[str]:
 
 # Keys that change where or how verbosely a cell runs, not what it computes.
 _NOT_SCIENCE = ("results_dir", "cache_dir", "force", "hydra")
-_NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size", "compile", "attention")
+_NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size")
 # Keys of an option that change no number: names and prose, logging, and which source is read (`sources` names it).
 _NOT_NUMBERS = frozenset(
     {

@@ -176,10 +176,10 @@ def _train(
     settings = DataSettings(str(Path(cfg.cache_dir).expanduser()), cfg.data.synthetic_examples)
     with accelerator.main_process_first():
         data = prepare(stage, tokenizer, settings)
-    backbone = load_backbone(source, revision, trainer.attention)
+    backbone = load_backbone(source, revision, hp.attention)
     if hp.freeze_embeddings:
         freeze_word_embeddings(backbone)
-    if trainer.compile:
+    if hp.compile:
         compile_encoder(backbone)
     model = MultiTaskModel(backbone, stage.heads, data.label_names)
     if stage.is_target:
