@@ -89,6 +89,7 @@ def test_clean_is_a_dry_run_until_yes(stages: tuple[Path, Path], capsys):
     assert left(root) == {USED, PARTIAL}
 
 
+@pytest.mark.slow
 def test_clean_never_deletes_a_stage_whose_lock_another_process_holds(stages: tuple[Path, Path]):
     root, results = stages
     with FileLock(str(StageDir(root / "stages" / USED).lock)):
@@ -99,6 +100,7 @@ def test_clean_never_deletes_a_stage_whose_lock_another_process_holds(stages: tu
     assert (StageDir(root / "stages" / USED).model / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_clean_mistakes_are_one_line(tmp_path: Path):
     with pytest.raises(XorderError, match=r"cache clean needs --unused, --older-than DAYS or --all"):
         cache.main(["clean", "--cache-dir", str(tmp_path)])

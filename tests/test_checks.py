@@ -163,6 +163,7 @@ def test_plus_overrides_the_schema_allows_and_hydra_overrides_still_work(tmp_pat
     assert list(tmp_path.iterdir()) == []  # the checks create nothing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["experiment", "model", "target", "order", "multilingual", "trainer"])
 def test_every_shipped_option_passes(group: str, tmp_path: Path):
     for option in configs.options(group):
@@ -259,6 +260,7 @@ def test_other_launchers_do_not_mind_shared_results_dirs(tmp_path: Path):
         tmp_path.chmod(0o700)
 
 
+@pytest.mark.slow
 def test_checks_import_nothing_heavy():
     code = (
         "import sys, xorder.checks; print(sorted({m.split('.')[0] for m in sys.modules} & "

@@ -12,6 +12,7 @@ import pytest
 from conftest import demo_overrides, xorder_cli
 
 
+@pytest.mark.slow
 def test_help_lists_commands_without_heavy_imports():
     code = (
         "import sys; from xorder import cli; rc = cli.main(['--help']); "
@@ -24,6 +25,7 @@ def test_help_lists_commands_without_heavy_imports():
     assert out.stdout.strip().splitlines()[-1] == "[]"  # --help imports none of the heavy libraries
 
 
+@pytest.mark.slow
 def test_unknown_command_exits_2_with_usage():
     out = xorder_cli("sideways")
     assert out.returncode == 2
@@ -74,6 +76,7 @@ def test_multirun_runs_every_cell(cache_dir: Path, tmp_path: Path):
     assert {json.loads(r.read_text())["seed"] for r in records} == {1, 2}
 
 
+@pytest.mark.slow
 def test_tasks_lists_every_task_and_target_with_languages():
     out = xorder_cli("tasks")
     assert out.returncode == 0, out.stderr

@@ -39,6 +39,7 @@ def fake_complete_record(*overrides: str) -> Path:
     return record_dir
 
 
+@pytest.mark.slow
 def test_every_command_answers_help():
     for command, needle in (
         ("run", "== Configuration groups =="),
@@ -54,6 +55,7 @@ def test_every_command_answers_help():
         assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly():
     """`xorder tasks | head -1` where the reader is gone before the listing is written: no traceback, and the
     status of a process that SIGPIPE ended."""
@@ -65,6 +67,7 @@ def test_a_closed_pipe_ends_quietly():
     assert err == ""
 
 
+@pytest.mark.slow
 def test_status_exit_code_says_whether_work_remains(tmp_path: Path):
     cell = demo_overrides(tmp_path / "cache", tmp_path / "results", "order=none")
     grid = ["-m", *cell, "seed=1,2"]
@@ -170,6 +173,7 @@ def test_record_paths_keep_variants_of_a_cell_apart():
     assert compose("experiment=demo").results_dir == "results"  # (the path is relative to results_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["model", "order", "multilingual", "target", "task"])
 def test_every_shipped_option_is_its_own_reference(group: str):
     """An option used as shipped adds no settings hash: the pure reading of conf/ agrees with Hydra's composition."""

@@ -22,6 +22,7 @@ def _options(group: str) -> list[str]:
     return options
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("group", ["model", "order", "multilingual", "target", "trainer", "experiment"])
 def test_every_option_composes_typed_and_plans(group: str):
     for option in _options(group):
@@ -34,6 +35,7 @@ def test_every_option_composes_typed_and_plans(group: str):
         assert len(stages) == len(typed.order.stages) + 1
 
 
+@pytest.mark.slow
 def test_every_task_composes_alone_and_together():
     tasks = _options("task")
     assert {"anli", "ccg", "commonsenseqa", "cosmosqa", "hellaswag", "mnli", "qqp", "squad", "sst2"} <= set(tasks)
@@ -59,6 +61,7 @@ def test_launcher_presets_compose(launcher: str):
     assert cfg.hydra.launcher._target_.startswith("hydra_plugins.")
 
 
+@pytest.mark.slow
 def test_order_files_match_the_design_table():
     expected = {
         "none": [],
@@ -71,6 +74,7 @@ def test_order_files_match_the_design_table():
     assert {o: list(compose(f"order={o}").order.stages) for o in _options("order")} == expected
 
 
+@pytest.mark.slow
 def test_installed_wheel_finds_its_configs_from_any_directory(tmp_path: Path):
     """A regular (non-editable) install, run from an unrelated directory, composes and lists tasks."""
     venv = tmp_path / "venv"

@@ -159,6 +159,7 @@ def test_the_processes_of_a_cell_decide_and_stop_together(tmp_path: Path):
         assert result["after"] is True  # the signal reached one process; both stop at the same step
 
 
+@pytest.mark.slow
 def test_a_failure_on_another_process_exits_with_its_traceback(tmp_path: Path):
     """Hydra's submitit launcher reads only the first task's result: the others must not fail quietly."""
     code = (
@@ -336,6 +337,7 @@ def test_a_stop_signal_checkpoints_and_the_requeued_job_resumes(cache_dir: Path,
     assert metrics["scores"] == reference["scores"]
 
 
+@pytest.mark.slow
 def test_a_stop_signal_outside_a_scheduler_exits_for_a_rerun(tmp_path: Path):
     """Without submitit, `leave` exits as the signal would have: the same command run again resumes."""
     code = textwrap.dedent("""
@@ -365,6 +367,7 @@ _PIN_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_processes_side_by_side_pin_gpus_of_their_own(tmp_path: Path):
     script = tmp_path / "pin.py"
     script.write_text(_PIN_SCRIPT)

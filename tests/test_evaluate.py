@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import datasets
+import pytest
 import torch
 
 from conftest import compose
@@ -17,6 +18,7 @@ from xorder.model import load_tokenizer
 from xorder.plan import to_typed
 
 
+@pytest.mark.slow
 def test_extractive_answers_are_scored_per_example_across_windows(cache_dir: Path, tmp_path: Path):
     """A long context is cut into several windows (features); each prediction must be decoded with its own
     feature's offsets and credited to its own example."""

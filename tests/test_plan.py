@@ -56,6 +56,7 @@ def test_a_stage_one_hyperparameter_changes_every_later_hash():
     assert later_only[:2] == base[:2] and later_only[2] != base[2]
 
 
+@pytest.mark.slow
 def test_seed_data_and_model_enter_every_hash():
     base = hashes("order=english_first")
     for override in (
@@ -100,6 +101,7 @@ def test_mlm_stage_reads_text_in_the_targets_languages():
         stages("order=english_first", "multilingual=mlm", "multilingual.languages=null")
 
 
+@pytest.mark.slow
 def test_record_axes_drop_what_the_order_does_not_use():
     from xorder.plan import config_hash
     from xorder.records import cell_path

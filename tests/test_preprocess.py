@@ -106,6 +106,7 @@ def test_tokenization_is_cached_and_a_second_call_tokenizes_nothing(
     assert tokenizer_identity(left) != tokenizer_identity(tokenizer)
 
 
+@pytest.mark.slow
 def test_pairs_and_regression_scores_on_real_rows(
     pawsx_rows, shared_data: Path, cache_dir: Path, tokenizer, tmp_path: Path
 ):
@@ -156,6 +157,7 @@ def xquad_with_answers(shared_data: Path, tmp_path: Path, n: int = 12) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_squad_answer_offsets_map_back_to_the_answer_text(
     shared_data: Path, cache_dir: Path, tokenizer, tmp_path: Path
 ):
@@ -192,6 +194,7 @@ def test_squad_answer_offsets_map_back_to_the_answer_text(
     ]
 
 
+@pytest.mark.slow
 def test_multiple_choice_tensors_have_one_row_per_choice(shared_data: Path, cache_dir: Path, tokenizer, tmp_path: Path):
     csqa = typed("task=commonsenseqa").task["commonsenseqa"]
     hub_jsonl = replace(

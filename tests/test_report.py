@@ -146,6 +146,7 @@ def value(scores: dict, selection: str, split: str, lang: str, metric: str = "ac
     return scores[selection][split][lang][metric]
 
 
+@pytest.mark.slow
 def test_summary_matches_statistics_module(grid: Path, tmp_path: Path):
     out = tmp_path / "tables"
     rc, err = run_report("--results", str(grid), "--out", str(out), "--resamples", "99")
@@ -205,6 +206,7 @@ def test_summary_matches_statistics_module(grid: Path, tmp_path: Path):
     assert "- pawsx/english_only/mnli/-/tiny/seed2" in (out / "tables.md").read_text()
 
 
+@pytest.mark.slow
 def test_tables_show_means_deltas_gaps_and_selection_computed_independently(grid: Path, tmp_path: Path):
     out = tmp_path / "tables"
     assert run_report("--results", str(grid), "--out", str(out), "--resamples", "99", *PLAIN)[0] == 0
@@ -274,6 +276,7 @@ def classification_predictions(correct: dict[str, np.ndarray], gold: np.ndarray)
     return pd.concat(frames, ignore_index=True)
 
 
+@pytest.mark.slow
 def test_order_effect_from_paired_predictions(tmp_path: Path):
     """english_first is right more often in de, equally often in en: the effect, its CI and p follow."""
     results, n = tmp_path / "results", 400
@@ -331,6 +334,7 @@ def test_accuracy_draws_agree_with_scipy_on_one_stratum():
     assert got["ci_high"] == pytest.approx(boot.confidence_interval.high, abs=0.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["pearson", "spearman"])
 def test_correlation_draws_agree_with_scipy_on_one_stratum(metric: str):
     """Differently calibrated regressors (offset, scale): the swap test must see only the correlations."""
@@ -383,6 +387,7 @@ def test_correlation_swap_test_holds_its_level_under_the_null():
     assert 0.04 <= np.mean(np.array(p_values) < 0.1) <= 0.18
 
 
+@pytest.mark.slow
 def test_outputs_are_byte_identical_and_independent_of_location(grid: Path, tmp_path: Path):
     first, second, moved = tmp_path / "a", tmp_path / "b", tmp_path / "elsewhere" / "results"
     assert run_report("--results", str(grid), "--out", str(first), "--resamples", "199")[0] == 0
@@ -399,6 +404,7 @@ def test_outputs_are_byte_identical_and_independent_of_location(grid: Path, tmp_
     assert (first / pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_malformed_records_are_named_and_skipped_or_fatal_with_strict(grid: Path, tmp_path: Path):
     bad = grid / "pawsx" / "joint" / "mnli" / "translate_train" / "tiny" / "seed1"
     bad.mkdir(parents=True)
@@ -422,6 +428,7 @@ def test_malformed_records_are_named_and_skipped_or_fatal_with_strict(grid: Path
     assert "Traceback" not in result.stderr and not strict_out.exists()
 
 
+@pytest.mark.slow
 def test_missing_cells_are_listed_not_a_crash(tmp_path: Path):
     results = tmp_path / "results"
     for seed in (1, 2):
@@ -441,6 +448,7 @@ def test_missing_cells_are_listed_not_a_crash(tmp_path: Path):
     assert main[("mnli", "translate_train", "multilingual_first")]["seeds"] == "1"
 
 
+@pytest.mark.slow
 def test_user_errors_exit_2_in_one_line(tmp_path: Path):
     (tmp_path / "empty").mkdir()
     for args, needle in (
@@ -451,6 +459,7 @@ def test_user_errors_exit_2_in_one_line(tmp_path: Path):
         assert rc == 2 and err.count("\n") == 1 and needle in err
 
 
+@pytest.mark.slow
 def test_tables_without_matplotlib_say_how_to_get_plots(grid: Path, tmp_path: Path, monkeypatch):
     monkeypatch.setattr(plots, "_matplotlib", lambda: None)
     out = tmp_path / "tables"

@@ -81,6 +81,7 @@ def test_display_names_by_default_identifiers_with_raw_names_and_overrides_from_
         assert (tmp_path / "named" / name).read_bytes() == (tmp_path / "raw" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_names_file_mistakes_exit_2_in_one_line(grid: Path, tmp_path: Path):
     bad = tmp_path / "names.yaml"
     for text in ("- a list\n", "mnli: [not, a, string]\n"):
@@ -91,6 +92,7 @@ def test_names_file_mistakes_exit_2_in_one_line(grid: Path, tmp_path: Path):
     assert rc == 2 and "cannot read" in err
 
 
+@pytest.mark.slow
 def test_digits_bold_best_and_real_minus_in_markdown_and_latex(grid: Path, tmp_path: Path, no_plots: None):
     md = report(grid, tmp_path / "out", "--digits", "3")
     main = md_table(md, "mean ± std over seeds")
@@ -134,6 +136,7 @@ def test_wide_latex_tables_span_both_columns(tmp_path: Path, no_plots: None):
     assert envs["pawsx-tiny-test-main"] == "table*" and envs["pawsx-tiny-test-robust"] == "table"
 
 
+@pytest.mark.slow
 def test_plots_are_300_dpi_png_and_pdf_without_timestamps(grid: Path, tmp_path: Path):
     report(grid, tmp_path / "a")
     report(grid, tmp_path / "b")
@@ -196,6 +199,7 @@ def test_heatmap_shows_the_non_english_average(grid: Path):
     assert "avg_non_en" in fig.axes[0].get_title()
 
 
+@pytest.mark.slow
 def test_cite_prints_bibtex_for_xorder_and_the_datasets_in_the_records(tmp_path: Path, no_plots: None):
     results = tmp_path / "results"
     write_record(results, "english_first", 1, grid_scores(1, "english_first"))  # pawsx target, mnli task
@@ -245,6 +249,7 @@ def test_every_packaged_task_cites_its_dataset(name: str):
         assert fields["author"].startswith(author) and fields["year"] == year and fields["title"]
 
 
+@pytest.mark.slow
 def test_compare_chooses_the_pair_of_the_order_effect(grid: Path, tmp_path: Path, no_plots: None):
     md = report(grid, tmp_path / "out", "--compare", "english_only,english_first", *PLAIN)
     rows = {r["language"]: r for r in read_csv(tmp_path / "out" / "order_effect.csv")}

@@ -49,6 +49,7 @@ def with_nan(results: Path, bad: object) -> Path:
     return results / "pawsx" / "english_first" / "mnli" / "translate_train" / "tiny" / "seed2"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", [math.nan, math.inf, None])
 def test_a_non_finite_score_is_an_error_under_strict(tmp_path: Path, bad: object):
     folder = with_nan(tmp_path / "results", bad)
@@ -179,6 +180,7 @@ def test_budget_table_gives_steps_and_examples_per_stage_and_order(tmp_path: Pat
     ]
 
 
+@pytest.mark.slow
 def test_compute_sums_trained_stages_once_and_projects_the_missing_cells(tmp_path: Path):
     results = tmp_path / "results"
     gpu = "NVIDIA H100 80GB HBM3 x4"

@@ -57,6 +57,7 @@ def quoted(key: str, value: str) -> str:
 # --- real layouts -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pawsx_xtreme_layout_dev_2000_per_language_and_test_has_no_labels(shared_data: Path, cache_dir: Path):
     cfg = typed(
         f"data_root={shared_data}",
@@ -81,6 +82,7 @@ def test_pawsx_xtreme_layout_dev_2000_per_language_and_test_has_no_labels(shared
         read(cfg.target, "test", "de", cache_dir, with_test)
 
 
+@pytest.mark.slow
 def test_pawsx_xfinal_and_other_real_pawsx_layouts(shared_data: Path, cache_dir: Path):
     cfg = typed(
         f"data_root={shared_data}",
@@ -123,6 +125,7 @@ def test_pawsx_xfinal_and_other_real_pawsx_layouts(shared_data: Path, cache_dir:
     assert len(read(cfg.target, "dev", "zh", cache_dir, cosent).rows) == 2000
 
 
+@pytest.mark.slow
 def test_xnli_xtreme_layout_2490_per_language_with_word_labels(shared_data: Path, cache_dir: Path):
     cfg = typed(
         f"data_root={shared_data}",
@@ -136,6 +139,7 @@ def test_xnli_xtreme_layout_2490_per_language_with_word_labels(shared_data: Path
         assert [sum(r["label"] == k for r in rows) for k in range(3)] == [830, 830, 830]
 
 
+@pytest.mark.slow
 def test_xnli_release_file_with_a_language_column(shared_data: Path, cache_dir: Path):
     """XNLI 1.0 keeps every language in one file: `columns.language` picks one language's rows."""
     task = typed("target=xnli").target
@@ -160,6 +164,7 @@ def test_xnli_release_file_with_a_language_column(shared_data: Path, cache_dir: 
         read(task, "dev", "xx", cache_dir, release)
 
 
+@pytest.mark.slow
 def test_sts_local_stsb_multi_mt_and_semeval_2017(shared_data: Path, cache_dir: Path):
     cfg = typed(f"data_root={shared_data}", "target=sts", "target.source=local")
     for lang in STSB_MT:
@@ -181,6 +186,7 @@ def test_sts_local_stsb_multi_mt_and_semeval_2017(shared_data: Path, cache_dir: 
     )
 
 
+@pytest.mark.slow
 def test_sts_benchmark_original_csv(shared_data: Path, cache_dir: Path):
     task = typed("target=sts").target
     stsb = SourceConfig(
@@ -205,6 +211,7 @@ def test_sts_benchmark_original_csv(shared_data: Path, cache_dir: Path):
     assert len(read(task, "train", "en", cache_dir, glue).rows) == 3
 
 
+@pytest.mark.slow
 def test_squad_json_xquad_has_1190_questions_with_answers_stripped(shared_data: Path, cache_dir: Path):
     rows = readers.squad_rows(shared_data / "squad/xquad.en.json")
     assert len(rows) == 1190 and all(r["context"] and r["question"] for r in rows)
@@ -220,6 +227,7 @@ def test_squad_json_xquad_has_1190_questions_with_answers_stripped(shared_data: 
         read(cfg.task["squad"], "dev", "en", cache_dir)
 
 
+@pytest.mark.slow
 def test_commonsenseqa_full_dev_in_hub_schema(shared_data: Path, cache_dir: Path):
     cfg = typed(
         f"data_root={shared_data}",
@@ -240,6 +248,7 @@ def test_commonsenseqa_full_dev_in_hub_schema(shared_data: Path, cache_dir: Path
     assert len(rows) == 5 and all(len(r["choices"]) == 5 for r in rows) and "question" not in rows[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "task, role, path, count",
     [
@@ -263,6 +272,7 @@ def test_release_format_fixtures_through_the_shipped_local_sources(
     assert all(r["label"] in range(len(cfg.task[task].label_names)) for r in rows)
 
 
+@pytest.mark.slow
 def test_translate_train_sources_read_local_translations(shared_data: Path, tmp_path: Path, cache_dir: Path):
     """mnli -> XNLI, pawsx -> PAWS-X non-English train, sts -> stsb_multi_mt train; tasks without published
     translations read the user's own from local files in the release layout."""
@@ -299,6 +309,7 @@ def test_translate_train_sources_read_local_translations(shared_data: Path, tmp_
 # --- splits, sources chosen by overrides ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_split_strings_carve_rows_without_overlap(shared_data: Path, cache_dir: Path):
     task = typed("target=pawsx").target
     base = dict(
@@ -329,6 +340,7 @@ def test_split_strings_carve_rows_without_overlap(shared_data: Path, cache_dir: 
     assert prefix_needed(parse_split("train[500:]")[0], 2000) == 2500
 
 
+@pytest.mark.slow
 def test_overrides_choose_each_tasks_source_and_layout(shared_data: Path):
     cfg = typed(
         f"data_root={shared_data}",
@@ -411,6 +423,7 @@ def test_hub_format_reads_a_local_directory_in_hub_layout_offline(tmp_path: Path
         read(task, "train", "fr", cache_dir, SourceConfig(**{**vars(task.sources["hub"]), "languages": None}))
 
 
+@pytest.mark.slow
 def test_capped_hub_reads_stream_once_and_are_served_from_cache_dir(tmp_path: Path):
     hub = write_hub_dir(tmp_path / "corpus", languages=("de",), rows=10)
     task = TaskConfig(name="mlm", kind="mlm")
@@ -661,6 +674,7 @@ def test_same_shaped_synthetic_splits_of_two_tasks_never_share_a_fingerprint(cac
     assert mnli.rows[0]["text_a"] != anli.rows[0]["text_a"] and mnli.fingerprint != anli.fingerprint
 
 
+@pytest.mark.slow
 def test_sts17_pairs_that_are_in_the_selection_set_are_excluded_from_evaluation(shared_data: Path, cache_dir: Path):
     """STS 2017's en-en track is 125 pairs of STS-B dev (the en_dev selection set) and 125 of STS-B test: the
     shared pairs leave the evaluation set, with a note. STS-B's own test set repeats 12 training pairs and 4 dev
