@@ -38,3 +38,25 @@ def test_loads_with_auto_classes_and_has_xlmr_special_tokens(cache_dir: Path):
     ids = tokenizer("the kind cat sees Anna .", "Anna")["input_ids"]
     assert ids[0] == 0 and ids[-1] == 2 and 3 not in ids  # no unknown pieces on the synthetic lexicon
     assert sum(p.numel() for p in model.parameters()) < 500_000
+
+
+def test_a_built_folder_is_shared_whatever_the_saver_made(tmp_path: Path):
+    """Savers that write through mkstemp leave 0600 files; a shared cache needs what the umask allows."""
+    import os
+    import stat
+
+    from xorder.fileio import build_once
+
+    def build(out: Path) -> None:
+        (out / "sub").mkdir(mode=0o700)
+        for name in ("config.json", "sub/weights.bin"):
+            (out / name).write_text("{}")
+            os.chmod(out / name, 0o600)
+
+    umask = os.umask(0o022)
+    try:
+        target = build_once(tmp_path / "model", build)
+    finally:
+        os.umask(umask)
+    for item in [target, *target.rglob("*")]:
+        assert stat.S_IMODE(item.stat().st_mode) == (0o755 if item.is_dir() else 0o644), item

@@ -86,11 +86,19 @@ def build_once(target: Path, build: Callable[[Path], None]) -> Path:
             tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
             try:
                 build(tmp)
-                os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a shared cache is shared like any folder
+                _share(tmp)
                 os.replace(tmp, target)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _share(root: Path) -> None:
+    """Give a built folder the permissions of anything else written here: mkdtemp makes 0700 and some writers
+    (mkstemp-based savers) 0600, but a shared cache must be readable by everyone the umask allows."""
+    mask = _umask()
+    for item in [root, *root.rglob("*")]:
+        os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~mask)
 
 
 def digests(root: Path, relative: list[str] | None = None) -> dict[str, str]:
