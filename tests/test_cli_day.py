@@ -156,6 +156,7 @@ def test_the_grid_outcome_is_read_from_the_records(tmp_path: Path):
     assert done.line() == "5 cells: 1 trained, 1 reused, 1 skipped, 1 failed, 1 unfinished"
 
 
+@pytest.mark.slow
 def test_record_paths_keep_variants_of_a_cell_apart():
     path = lambda *o: records.cell_path(compose(*o))  # noqa: E731
     assert path() == "pawsx/english_first/mnli/translate_train/xlmr_large/hub/seed1"  # the defaults: no hash

@@ -102,6 +102,7 @@ def test_a_damaged_rng_state_stops_the_resume(cache_dir: Path, tmp_path: Path, m
         run_demo_cell(cache, tmp_path / "results", "order=none", *FAST)
 
 
+@pytest.mark.slow
 def test_a_truncated_tokenized_cache_is_tokenized_again(cache_dir: Path, tmp_path: Path):
     tokenizer = load_tokenizer(str(tiny.ensure(cache_dir)))
     task = pawsx_task()

@@ -71,6 +71,7 @@ def test_expand_reads_the_sweeps_of_presets_and_lets_the_command_line_win():
     assert len(narrowed) == 8 and all("seed=5" in c for c in narrowed)
 
 
+@pytest.mark.slow
 def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """The walk of `prepare` over a cell's stages equals the loads that `data.stage.prepare` makes."""
     from xorder import tiny
@@ -178,6 +179,7 @@ def test_prepare_stops_at_a_malformed_file_with_one_line(cache_dir: Path, tmp_pa
     assert bad.returncode == 2 and "prepare does not take '--frobnicate'" in bad.stderr
 
 
+@pytest.mark.slow
 def test_validate_checks_the_target_before_any_intermediate_stage_trains(cache_dir: Path, tmp_path: Path):
     data = bad_pawsx_tree(tmp_path / "data")
     cfg = compose(

@@ -157,6 +157,7 @@ def test_micro_batches_are_the_largest_that_fit_and_add_up_to_the_effective_batc
         split(32, 1, lambda n: False)
 
 
+@pytest.mark.slow
 def test_batch_size_auto_hashes_the_effective_batch_not_its_split():
     from conftest import compose
     from xorder.plan import plan
@@ -168,6 +169,7 @@ def test_batch_size_auto_hashes_the_effective_batch_not_its_split():
     assert target_hash("trainer.effective_batch_size=64") != target_hash()
 
 
+@pytest.mark.slow
 def test_speed_switches_that_draw_dropout_differently_enter_the_hash_only_when_set():
     from conftest import compose
     from xorder.plan import plan
