@@ -124,6 +124,15 @@ def test_a_diverging_stage_stops_and_writes_no_record(cache_dir: Path, tmp_path:
         with pytest.raises(XorderError, match=r"stage target \[\w+\] diverged: .* at step \d+ of 12.*lr=1e\+06"):
             run_demo_cell(cache_dir, tmp_path / "results", "order=none", f"target={target}", *FAST, "trainer.lr=1e6")
     assert not list((tmp_path / "results").glob("**/metrics.json"))
+    # from the command line: exit 2 with one line, and `status` calls the cell failed with the reason
+    overrides = demo_overrides(cache_dir, tmp_path / "cli", "order=none", *FAST, "trainer.lr=1e6")
+    out = xorder_cli("run", *overrides)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert [line for line in out.stderr.splitlines() if line.startswith("xorder: error:")][0].count("diverged") == 1
+    status = xorder_cli("status", *overrides)
+    cell = next(line for line in status.stdout.splitlines() if "/seed" in line)
+    assert status.returncode != 0 and cell.split()[1] == "failed" and "diverged" in status.stdout + status.stderr
+    assert not list((tmp_path / "cli").glob("**/metrics.json"))
 
 
 @pytest.mark.slow

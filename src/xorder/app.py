@@ -47,10 +47,11 @@ def cell(cfg: DictConfig) -> None:
         if not main:
             distributed.exit_failed(err)
         log.error("%s", err)
+        with contextlib.suppress(OSError):  # an unwritable results_dir is itself the error being reported
+            records.write_error(record_dir, str(err))  # `status` says failed, with the reason, never done
         if hydra_cfg.mode != RunMode.MULTIRUN:
             print(f"xorder: error: {err}", file=sys.stderr)
             sys.exit(EXIT_USER_ERROR)
-        records.write_error(record_dir, str(err))
         _failures.append((record_dir, str(err)))
     except Exception as err:
         if not main:
