@@ -132,50 +132,14 @@ def order_effects(
                 stats = paired_effect(strata, metric, columns, resamples, name) if strata else {}
             for column in columns:
                 means = [side[side["language"] == column]["mean"] for side in sides]
+                keys = (target, model, multilingual, tasks, ZERO_SHOT, split, column, metric)
                 if column in stats:
                     s = stats[column]
-                    rows.append(
-                        (
-                            target,
-                            model,
-                            multilingual,
-                            tasks,
-                            ZERO_SHOT,
-                            split,
-                            column,
-                            metric,
-                            s["n_seeds"],
-                            s["n_examples"],
-                            s["a"],
-                            s["b"],
-                            s["diff"],
-                            s["ci_low"],
-                            s["ci_high"],
-                            s["p_value"],
-                        )
-                    )
-                elif all(len(m) for m in means):
+                    measured = ("n_seeds", "n_examples", "a", "b", "diff", "ci_low", "ci_high", "p_value")
+                    rows.append((*keys, *(s[k] for k in measured)))
+                elif all(len(m) for m in means):  # no paired predictions: the difference of the means, no test
                     a, b = float(means[0].iloc[0]), float(means[1].iloc[0])
-                    rows.append(
-                        (
-                            target,
-                            model,
-                            multilingual,
-                            tasks,
-                            ZERO_SHOT,
-                            split,
-                            column,
-                            metric,
-                            math.nan,
-                            math.nan,
-                            a,
-                            b,
-                            a - b,
-                            math.nan,
-                            math.nan,
-                            math.nan,
-                        )
-                    )
+                    rows.append((*keys, math.nan, math.nan, a, b, a - b, math.nan, math.nan, math.nan))
     frame = pd.DataFrame(rows, columns=effect_columns(pair))
     frame["n_seeds"] = frame["n_seeds"].astype("Int64")
     frame["n_examples"] = frame["n_examples"].astype("Int64")
