@@ -28,7 +28,7 @@ finished=$(date -u +%s)
   echo
   echo "- command: \`scripts/real_study.sh\` (JOBS=$JOBS), then \`xorder report --results $OUT/records --out $OUT\`"
   echo "- xorder commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-  echo "- machine: $(nproc) CPU cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/{print $2}') GiB, no GPU; one torch thread per cell"
+  echo "- machine: $(nproc --all) CPU cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/{print $2}') GiB, no GPU; one torch thread per cell"
   echo "- software: $(.venv/bin/python -c 'import platform, torch, transformers; print(f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")')"
   echo "- wall time of the two grids: $(( (finished - started) / 60 )) minutes (cells already finished are skipped on a rerun)"
 } > "$OUT/RUN.md"
