@@ -527,3 +527,24 @@ def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
         ("mnli", "translate_train", "multilingual_first"),
     ]
     assert sorted((tables / "plots").glob("*.png"))
+
+
+def test_multilingual_only_mlm_cells_are_not_expected_under_a_task():
+    """multilingual_only trains on the task's translations (translate_train) but on plain text (mlm): its MLM
+    cells have no task, and the grid must not list them missing under one."""
+    from xorder.report.grid import missing_cells
+
+    rows = [
+        ("sts", "m", "translate_train", "multilingual_only", "xnli", 1),
+        ("sts", "m", "mlm", "multilingual_only", "none", 1),
+        ("sts", "m", "translate_train", "multilingual_only", "xnli", 2),
+        ("sts", "m", "mlm", "english_first", "xnli", 1),
+        ("sts", "m", "translate_train", "english_first", "xnli", 1),
+    ]
+    cells = pd.DataFrame(rows, columns=["target", "model", "multilingual", "order", "tasks", "seed"])
+    missing = missing_cells(cells)
+    assert sorted(map(tuple, missing[["order", "multilingual", "tasks", "seed"]].values.tolist())) == [
+        ("english_first", "mlm", "xnli", 2),
+        ("english_first", "translate_train", "xnli", 2),
+        ("multilingual_only", "mlm", "none", 2),
+    ]

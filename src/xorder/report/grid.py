@@ -92,16 +92,14 @@ def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
         have = set(zip(group["multilingual"], group["order"], group["tasks"], group["seed"]))
         for order in sorted(set(group["order"]), key=SORT_KEYS["order"]):
             mine = group[group["order"] == order]
-            uses_tasks = (mine["tasks"] != NO_TASKS).any()
             uses_multilingual = (mine["multilingual"] != NOT_APPLICABLE).any()
-            combos = [
-                (m, t)
-                for t in (tasks if uses_tasks else [NO_TASKS])
-                for m in (variants if uses_multilingual else [NOT_APPLICABLE])
-            ]
-            for multilingual, task in combos:
-                for seed in seeds:
-                    if (multilingual, order, task, seed) not in have:
-                        missing.append((target, model, multilingual, order, task, seed))
+            for multilingual in variants if uses_multilingual else [NOT_APPLICABLE]:
+                # multilingual_only uses the task for translate-train but not for MLM: decided per variant
+                rows = mine[mine["multilingual"] == multilingual]
+                uses_tasks = ((rows if len(rows) else mine)["tasks"] != NO_TASKS).any()
+                for task in tasks if uses_tasks else [NO_TASKS]:
+                    for seed in seeds:
+                        if (multilingual, order, task, seed) not in have:
+                            missing.append((target, model, multilingual, order, task, seed))
     frame = pd.DataFrame(missing, columns=MISSING_COLUMNS)
     return sort_frame(frame, MISSING_COLUMNS)
