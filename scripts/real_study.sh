@@ -2,7 +2,7 @@
 # The real small ordering study of the README ("A real small study"): multilingual-e5-small (model=me5_small), XNLI's
 # dev pairs as the English intermediate task and their translations (or their premises, for masked-LM) as the
 # multilingual stage, PAWS-X and multilingual STS as targets; 5 orders x 2 multilingual variants x 3 seeds per
-# target on the real files in ../shared/data. Two cells run at a time, each on one CPU thread (about 2.5 hours on
+# target on the real files in ../shared/data. Two cells run at a time, each on one CPU thread (RUN.md gives the wall on
 # a 2-core machine). Reruns skip finished cells. Then the tables and plots: results/real_study/.
 #   scripts/real_study.sh                 (from the project root; DATA=/path/to/shared/data elsewhere)
 set -euo pipefail
@@ -16,7 +16,7 @@ JOBS=${JOBS:-2}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 started=$(date -u +%s)
-for target in pawsx sts; do
+for target in sts pawsx; do
   "$XORDER" run -m "experiment=real_study_$target" "data_root=$DATA" "results_dir=$OUT/records" "cache_dir=$CACHE" \
     hydra/launcher=parallel "hydra.launcher.n_jobs=$JOBS"
 done

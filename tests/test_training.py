@@ -189,3 +189,25 @@ def test_speed_switches_that_draw_dropout_differently_enter_the_hash_only_when_s
     base = target_hash()
     assert target_hash("trainer.compile=false", "trainer.attention=null") == base
     assert len({base, target_hash("trainer.compile=true"), target_hash("trainer.attention=eager")}) == 3
+
+
+@pytest.mark.slow
+def test_one_evaluation_is_its_own_average_without_a_second_pass(
+    cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With target.evaluations=1 the averaged checkpoint is the final model: its scores are the last evaluation's
+    and the evaluation sets are not predicted again (a second full pass cost the real study a third of a cell)."""
+    from xorder import train
+
+    passes: list[str] = []
+    predict = train._Run._predict
+
+    def counted(self: train._Run) -> list:
+        passes.append(self.stage.name)
+        return predict(self)
+
+    monkeypatch.setattr(train._Run, "_predict", counted)
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    metrics, _ = run_demo_cell(cache, tmp_path / "results", "order=none", *FAST, "target.evaluations=1")
+    assert passes == ["target"]
+    assert metrics["scores"]["average"] == metrics["scores"]["last"]

@@ -281,6 +281,7 @@ class _Run:
         self.stage, self.data, self.eval_loaders, self.model = stage, data, eval_loaders, model
         self.accelerator, self.state, self.hooks, self.folder = accelerator, state, hooks, folder
         self.meter, self.averager = meter, averager
+        self.latest: tuple[int, list[EvalResult]] | None = None  # the step and results of the latest evaluation
 
     def check(self) -> float | None:
         """Read the meter (one synchronisation); raise if anything diverged since the last look."""
@@ -343,6 +344,7 @@ class _Run:
     def _evaluate(self) -> None:
         state, hooks = self.state, self.hooks
         results = self._predict()
+        self.latest = (state.step, results)
         score = hooks.score_of(results)
         scores = nest([(r.split, r.language, r.head, r.metrics) for r in results])
         state.history.append({"step": state.step, "score": score, "scores": scores})
@@ -388,8 +390,11 @@ class _Run:
         """Evaluate the mean of the weights of every evaluated checkpoint (the target's `average` selection)."""
         assert self.averager is not None
         with self._off_the_clock():
-            self.averager.apply(self.model, self.accelerator)
-            results = self._predict()
+            if self.averager.count == 1 and self.latest is not None and self.latest[0] == self.state.step:
+                results = self.latest[1]  # the mean of one checkpoint is the model as it stands: no second pass
+            else:
+                self.averager.apply(self.model, self.accelerator)
+                results = self._predict()
             if self.hooks.on_eval is not None:
                 self.hooks.on_eval("average", results)
         self.state.average = {
