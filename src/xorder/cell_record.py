@@ -70,7 +70,10 @@ def write_record(
                 part.insert(1, "step", step)
                 frames.append(part)
     predictions = pd.concat(frames, ignore_index=True)
-    metrics["notes"] = [*metrics.get("notes", []), *constant_predictions(predictions)]
+    notes = constant_predictions(predictions)
+    if dcfg.target.kind == "regression":
+        notes += untrained_regression(predictions, dcfg.target.train_language)
+    metrics["notes"] = [*metrics.get("notes", []), *notes]
     buffer = io.BytesIO()
     predictions.to_parquet(buffer, index=False)
     write_atomic(record_dir / records.PREDICTIONS, buffer.getvalue())
@@ -105,6 +108,34 @@ def constant_predictions(predictions: Any) -> list[str]:
     for note in notes:
         log.warning("%s", note)
     return notes
+
+
+def untrained_regression(predictions: Any, train_language: str) -> list[str]:
+    """A note (and warning) when the zero-shot model's predictions on its own training language's dev set are no
+    closer to the gold scores than their mean is (R² ≤ 0): a regression head that has not learned yet, whose
+    correlations elsewhere are artifacts of near-constant outputs (it happened: 32 STS steps predicted about 1.0
+    on a 0-5 scale, and English test Pearson came out -35 where dev said +44)."""
+    chosen = predictions[
+        (predictions["selection"] == "en_dev")
+        & (predictions["split"] == "dev")
+        & (predictions["language"] == train_language)
+    ]
+    if len(chosen) < 2:
+        return []
+    gold, predicted = chosen["gold"].astype(float), chosen["prediction"].astype(float)
+    spread = float(((gold - gold.mean()) ** 2).mean())
+    if spread == 0:
+        return []
+    r2 = 1.0 - float(((predicted - gold) ** 2).mean()) / spread
+    if r2 > 0:
+        return []
+    note = (
+        f"dev/{train_language}: the en_dev predictions are no closer to the gold scores than their mean is "
+        f"(R² {r2:.2f}): the regression head has not learned; its correlations are artifacts (train the target "
+        "longer: trainer.target.epochs or max_steps)"
+    )
+    log.warning("%s", note)
+    return [note]
 
 
 def provenance(accelerator: Any, started: datetime, config_hash: str) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""The notes a record carries about predictions that only look like results: constant outputs, and a regression
+head that has not learned (R² ≤ 0 on its own training language's dev set)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xorder.cell_record import constant_predictions, untrained_regression
+
+
+def frame(gold: list[float], prediction: list[float], split: str = "dev", language: str = "en") -> pd.DataFrame:
+    n = len(gold)
+    return pd.DataFrame(
+        {
+            "selection": ["en_dev"] * n,
+            "step": [10] * n,
+            "split": [split] * n,
+            "language": [language] * n,
+            "id": [str(i) for i in range(n)],
+            "gold": gold,
+            "prediction": prediction,
+        }
+    )
+
+
+GOLD = list(np.linspace(0.0, 5.0, 40))
+
+
+def test_a_head_stuck_below_the_scale_is_named_untrained():
+    """Predictions about 1.0 on a 0-5 scale, faintly correlated with the gold: worse than the gold mean."""
+    stuck = [1.0 + 0.01 * g for g in GOLD]
+    notes = untrained_regression(frame(GOLD, stuck), "en")
+    assert len(notes) == 1 and "dev/en" in notes[0] and "has not learned" in notes[0]
+    assert "R² -" in notes[0]
+
+
+def test_a_learning_head_with_squeezed_outputs_gets_no_note():
+    """A head that has learned the ranking and the level but not the full range beats the mean: no note."""
+    learning = [2.5 + 0.6 * (g - 2.5) for g in GOLD]
+    assert untrained_regression(frame(GOLD, learning), "en") == []
+
+
+def test_only_the_training_language_dev_set_decides():
+    stuck = [1.0] * len(GOLD)
+    other = pd.concat([frame(GOLD, stuck, language="de"), frame(GOLD, stuck, split="test")])
+    assert untrained_regression(other, "en") == []
+    assert len(untrained_regression(pd.concat([other, frame(GOLD, stuck)]), "en")) == 1
+
+
+def test_one_label_everywhere_is_a_constant_prediction():
+    notes = constant_predictions(frame([0, 1, 1, 0], [1, 1, 1, 1], split="test", language="de"))
+    assert notes == ["test/de: every en_dev prediction is 1 (a constant prediction: the model learned nothing there)"]
+    assert constant_predictions(frame([0, 1, 1, 0], [0, 1, 1, 1])) == []
+
+
+@pytest.mark.slow
+def test_a_cell_whose_regression_head_did_not_learn_says_so_in_its_record(cache_dir, tmp_path):
+    """Two steps of the demo STS target: the record is written, and its notes say the head has not learned."""
+    from conftest import fresh_cache, run_demo_cell
+
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    metrics, _ = run_demo_cell(
+        cache, tmp_path / "results", "target=sts", "order=none", "trainer.target.max_steps=2", "trainer.eval_every=2"
+    )
+    assert any("regression head has not learned" in note for note in metrics["notes"])
