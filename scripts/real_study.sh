@@ -31,5 +31,16 @@ finished=$(date -u +%s)
   echo "- machine: $(nproc --all) CPU cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/{print $2}') GiB, no GPU; one torch thread per cell"
   echo "- software: $(.venv/bin/python -c 'import platform, torch, transformers; print(f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")')"
   echo "- wall time of the two grids: $(( (finished - started) / 60 )) minutes (cells already finished are skipped on a rerun)"
+  echo "- $(.venv/bin/python - "$OUT/records" <<'PY'
+import json, pathlib, sys
+stages = {}
+for path in pathlib.Path(sys.argv[1]).rglob("metrics.json"):
+    for stage in json.loads(path.read_text())["stages"]:
+        stages[stage["hash"]] = stages.get(stage["hash"], True) and stage["reused"]
+reused = sum(stages.values())
+print(f"stages: {len(stages)} distinct, {reused} of them taken from the stage cache as an earlier run left them "
+      "(same hash: same configuration), the others trained by this run")
+PY
+)"
 } > "$OUT/RUN.md"
 echo "tables: $OUT/tables.md; how they were made: $OUT/RUN.md"
