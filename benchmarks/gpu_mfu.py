@@ -100,6 +100,7 @@ def train(name: str, model_dir: Path, work: Path, a: argparse.Namespace) -> dict
             f"trainer.target.max_steps={a.steps}",
             "trainer.target.epochs=1000",
             "trainer.target.eval_examples=8",
+            *a.override,
         ],
         f"{name} training",
     )
@@ -121,6 +122,9 @@ def main() -> None:
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--precision", default="bf16", help="trainer.precision (--quick: no, i.e. fp32)")
+    p.add_argument(
+        "--override", action="append", default=[], help="an extra `xorder run` override, e.g. trainer.compile=true"
+    )
     p.add_argument("--shape", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
