@@ -120,13 +120,11 @@ def untrained_regression(predictions: Any, train_language: str) -> list[str]:
         & (predictions["split"] == "dev")
         & (predictions["language"] == train_language)
     ]
-    if len(chosen) < 2:
+    if chosen["gold"].nunique() < 2:  # R² needs gold scores that vary
         return []
-    gold, predicted = chosen["gold"].astype(float), chosen["prediction"].astype(float)
-    spread = float(((gold - gold.mean()) ** 2).mean())
-    if spread == 0:
-        return []
-    r2 = 1.0 - float(((predicted - gold) ** 2).mean()) / spread
+    from sklearn.metrics import r2_score
+
+    r2 = float(r2_score(chosen["gold"].astype(float), chosen["prediction"].astype(float)))
     if r2 > 0:
         return []
     note = (
