@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xorder.cell_record import constant_predictions, untrained_regression
+from xorder import kinds
+from xorder.cell_record import constant_predictions, unlearned
 
 
 def frame(gold: list[float], prediction: list[float], split: str = "dev", language: str = "en") -> pd.DataFrame:
@@ -26,12 +27,13 @@ def frame(gold: list[float], prediction: list[float], split: str = "dev", langua
 
 
 GOLD = list(np.linspace(0.0, 5.0, 40))
+REGRESSION = kinds.get("regression")
 
 
 def test_a_head_stuck_below_the_scale_is_named_untrained():
     """Predictions about 1.0 on a 0-5 scale, faintly correlated with the gold: worse than the gold mean."""
     stuck = [1.0 + 0.01 * g for g in GOLD]
-    notes = untrained_regression(frame(GOLD, stuck), "en")
+    notes = unlearned(frame(GOLD, stuck), REGRESSION, "en")
     assert len(notes) == 1 and "dev/en" in notes[0] and "has not learned" in notes[0]
     assert "R² -" in notes[0]
 
@@ -39,14 +41,14 @@ def test_a_head_stuck_below_the_scale_is_named_untrained():
 def test_a_learning_head_with_squeezed_outputs_gets_no_note():
     """A head that has learned the ranking and the level but not the full range beats the mean: no note."""
     learning = [2.5 + 0.6 * (g - 2.5) for g in GOLD]
-    assert untrained_regression(frame(GOLD, learning), "en") == []
+    assert unlearned(frame(GOLD, learning), REGRESSION, "en") == []
 
 
 def test_only_the_training_language_dev_set_decides():
     stuck = [1.0] * len(GOLD)
     other = pd.concat([frame(GOLD, stuck, language="de"), frame(GOLD, stuck, split="test")])
-    assert untrained_regression(other, "en") == []
-    assert len(untrained_regression(pd.concat([other, frame(GOLD, stuck)]), "en")) == 1
+    assert unlearned(other, REGRESSION, "en") == []
+    assert len(unlearned(pd.concat([other, frame(GOLD, stuck)]), REGRESSION, "en")) == 1
 
 
 def test_one_label_everywhere_is_a_constant_prediction():

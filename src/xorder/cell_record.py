@@ -16,9 +16,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import xorder
-from xorder import fsdp, records
+from xorder import fsdp, kinds, records
 from xorder.evaluate import EvalResult
 from xorder.fileio import write_atomic, write_json
+from xorder.kinds.base import Kind
 
 log = logging.getLogger("xorder")
 
@@ -71,8 +72,7 @@ def write_record(
                 frames.append(part)
     predictions = pd.concat(frames, ignore_index=True)
     notes = constant_predictions(predictions)
-    if dcfg.target.kind == "regression":
-        notes += untrained_regression(predictions, dcfg.target.train_language)
+    notes += unlearned(predictions, kinds.get(dcfg.target.kind), dcfg.target.train_language)
     metrics["notes"] = [*metrics.get("notes", []), *notes]
     buffer = io.BytesIO()
     predictions.to_parquet(buffer, index=False)
@@ -110,27 +110,20 @@ def constant_predictions(predictions: Any) -> list[str]:
     return notes
 
 
-def untrained_regression(predictions: Any, train_language: str) -> list[str]:
-    """A note (and warning) when the zero-shot model's predictions on its own training language's dev set are no
-    closer to the gold scores than their mean is (R² ≤ 0): a regression head that has not learned yet, whose
-    correlations elsewhere are artifacts of near-constant outputs (it happened: 32 STS steps predicted about 1.0
-    on a 0-5 scale, and English test Pearson came out -35 where dev said +44)."""
+def unlearned(predictions: Any, kind: Kind, train_language: str) -> list[str]:
+    """A note (and warning) when the zero-shot model's predictions on its own training language's dev set show,
+    by its kind's test, a head that has not learned yet."""
     chosen = predictions[
         (predictions["selection"] == "en_dev")
         & (predictions["split"] == "dev")
         & (predictions["language"] == train_language)
     ]
-    if chosen["gold"].nunique() < 2:  # R² needs gold scores that vary
-        return []
-    from sklearn.metrics import r2_score
-
-    r2 = float(r2_score(chosen["gold"].astype(float), chosen["prediction"].astype(float)))
-    if r2 > 0:
+    reason = kind.unlearned(chosen["gold"].tolist(), chosen["prediction"].tolist()) if len(chosen) else None
+    if reason is None:
         return []
     note = (
-        f"dev/{train_language}: the en_dev predictions are no closer to the gold scores than their mean is "
-        f"(R² {r2:.2f}): the regression head has not learned; its correlations are artifacts (train the target "
-        "longer: trainer.target.epochs or max_steps)"
+        f"dev/{train_language}: the en_dev predictions are {reason}: the {kind.name} head has not learned (train the "
+        "target longer: trainer.target.epochs or max_steps)"
     )
     log.warning("%s", note)
     return [note]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from xorder import lexicon, metrics
@@ -89,6 +89,19 @@ class Regression(Kind):
         predictions: torch.Tensor,
     ) -> Scored:
         return per_example(self, task, examples, rows, predictions.numpy().tolist())
+
+    def unlearned(self, gold: Sequence[Any], pred: Sequence[Any]) -> str | None:
+        """No closer to the gold than the gold's mean (R² ≤ 0): correlations of such near-constant outputs are
+        artifacts (it happened: 32 STS steps predicted about 1.0 on a 0-5 scale, and English test Pearson came out
+        -35 where dev said +44)."""
+        if len(set(gold)) < 2:  # R² needs gold scores that vary
+            return None
+        from sklearn.metrics import r2_score
+
+        r2 = float(r2_score([float(g) for g in gold], [float(p) for p in pred]))
+        if r2 > 0:
+            return None
+        return f"no closer to the gold scores than their mean is (R² {r2:.2f}); its correlations are artifacts"
 
     def synthetic(self, rng: random.Random, first: Renderer, second: Renderer) -> Example:
         """A positive sentence about a living being; the second earns 2.5 for keeping the polarity and 2.5 for
