@@ -2,8 +2,9 @@
 peak memory, and on GPUs the model FLOPs utilisation against the device's peak and the GPU-hours spent.
 
 The loop counts on the device and reads the counters at its logging points only, so that measuring adds no host
-synchronisation per step. Model FLOPs per trained token are 6·N (forward and backward through N non-embedding
-parameters) plus the attention's 12·layers·hidden·(mean sequence length) (PaLM, Chowdhery et al. 2022, app. B)."""
+synchronisation per step. Model FLOPs per trained token are 6·N (forward and backward through the N parameters of
+the encoder's layers) plus the attention's 12·layers·hidden·(mean sequence length) (PaLM, Chowdhery et al. 2022,
+app. B)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 from dataclasses import dataclass
 
 import torch
+
+from xorder.model import encoder_of
 
 # Dense peak TFLOP/s per GPU by name fragment and precision (vendor datasheets; tf32 is what fp32 matmuls use).
 PEAK_TFLOPS: dict[str, dict[str, float]] = {
@@ -84,11 +87,16 @@ def peak_tflops(device_name: str, precision: str) -> float | None:
     return None
 
 
-def flops_per_token(model: torch.nn.Module, mean_length: float) -> float:
-    """6·N non-embedding parameters (that train) plus attention, per token trained on."""
-    config = getattr(model, "config", None)
-    embeddings = {id(p) for name, p in model.named_parameters() if "embeddings" in name}
-    params = sum(p.numel() for p in model.parameters() if id(p) not in embeddings)
+def flops_per_token(backbone: torch.nn.Module, mean_length: float) -> float:
+    """6·N plus attention per token trained on, N counting the encoder's layers only: its embeddings are lookups
+    and its pooler runs once per sequence. Never the whole backbone: a masked-LM model's named_parameters lists
+    the word embedding under its tied decoder (transformers 5), which would add a 250k-row matrix that a task
+    stage never multiplies by. Heads are left out (a task head is per sequence; the MLM head scores the 15%
+    masked positions only): the figure errs low, never high."""
+    encoder = encoder_of(backbone)
+    skipped = ("embeddings.", "pooler.")
+    params = sum(p.numel() for name, p in encoder.named_parameters() if not name.startswith(skipped))
+    config = getattr(backbone, "config", None)
     layers = getattr(config, "num_hidden_layers", 0)
     hidden = getattr(config, "hidden_size", 0)
     return 6.0 * params + 12.0 * layers * hidden * mean_length
