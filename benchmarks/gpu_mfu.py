@@ -125,12 +125,15 @@ def main() -> None:
     p.add_argument(
         "--override", action="append", default=[], help="an extra `xorder run` override, e.g. trainer.compile=true"
     )
+    p.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated, of: " + ", ".join(SHAPES))
     p.add_argument("--shape", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.quick:
         a.steps, a.batch, a.log_every, a.precision, a.repeats = 4, 8, 2, "no", 1
-    shapes = QUICK_SHAPES if a.quick else SHAPES
+    if unknown := sorted(set(a.shapes.split(",")) - set(SHAPES)):
+        p.error(f"unknown shapes {unknown} (valid: {', '.join(SHAPES)})")
+    shapes = {name: (QUICK_SHAPES if a.quick else SHAPES)[name] for name in a.shapes.split(",")}
     if a.arm:  # the only arm run through --arm: building a model
         write_arm(a.out, build(shapes[a.shape], a.model_dir))
         return

