@@ -64,6 +64,7 @@ BAD = [
     ("trainer.patience", 0, "0", "must be >= 1"),
     ("trainer.precision", "fp8", "fp8", "must be one of auto, bf16, fp16, no"),
     ("trainer.sampling", "random", "random", "must be one of proportional, temperature, uniform"),
+    ("trainer.compile", "fast", "fast", "must be one of default, reduce-overhead, max-autotune"),
     ("trainer.sampling_temperature", 0.0, "0.0", "must be > 0"),
     ("trainer.sampling_temperature", float("nan"), "nan", "must be a finite number"),
     ("multilingual.mlm_probability", 0.0, "0.0", "must be in (0, 1)"),

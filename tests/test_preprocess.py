@@ -19,6 +19,7 @@ from xorder.data.batching import Collator, LengthGroupedBatchSampler
 from xorder.data.encode import encode, fingerprint, tokenizer_identity
 from xorder.data.sources import load_split
 from xorder.kinds.base import IGNORE
+from xorder.model import COMPILED_MULTIPLE
 from xorder.plan import to_typed
 
 
@@ -267,6 +268,28 @@ def test_mlm_masks_only_real_tokens(pawsx_rows, tokenizer, tmp_path: Path):
     special = torch.isin(labels, torch.tensor(frame))
     assert not (scored & special).any()
     assert (ids[scored] == tokenizer.mask_token_id).float().mean() > 0.6  # 80% of chosen positions become <mask>
+
+
+def test_a_compiled_encoder_sees_lengths_padded_to_its_multiple(pawsx_rows, tokenizer, tmp_path: Path):
+    """trainer.compile pads every batch to a multiple of COMPILED_MULTIPLE (a few shapes, a CUDA graph each);
+    the padding is masked and, for token-level labels, carries no loss."""
+    task, pairs = pawsx_rows
+    features = features_of(pairs, task, tokenizer, tmp_path, train=True, max_length=256)
+    widths = set()
+    for start in range(0, len(features), 8):
+        chunk = [features[i] for i in range(start, min(start + 8, len(features)))]
+        batch = Collator(kinds.get("classification"), tokenizer, multiple=COMPILED_MULTIPLE)(chunk)
+        width, longest = batch["input_ids"].shape[1], max(len(f["input_ids"]) for f in chunk)
+        assert width % COMPILED_MULTIPLE == 0 and longest <= width < longest + COMPILED_MULTIPLE
+        assert batch["attention_mask"].sum(1).tolist() == [len(f["input_ids"]) for f in chunk]
+        widths.add(width)
+    dynamic = {max(len(features[i]["input_ids"]) for i in range(s, min(s + 8, len(features)))) for s in range(0, 64, 8)}
+    assert len(widths) < len(dynamic)  # fewer shapes than dynamic padding gives
+    rows = [{"text": r["text_a"], "id": r["id"], "language": "de"} for r in pairs]
+    mlm = features_of(rows, TaskConfig(name="mlm", kind="mlm"), tokenizer, tmp_path, train=True, max_length=64)
+    batch = Collator(kinds.get("mlm"), tokenizer, 0.15, COMPILED_MULTIPLE)(list(mlm)[:8])
+    assert batch["input_ids"].shape[1] % COMPILED_MULTIPLE == 0
+    assert batch["labels"][batch["attention_mask"] == 0].eq(IGNORE).all()
 
 
 def test_length_grouped_batches_cover_every_row_once_and_repeat_per_epoch():

@@ -44,3 +44,51 @@ def test_flops_leave_out_the_pooler_of_a_bare_encoder():
     model = XLMRobertaModel(_xlmr_config())  # with a pooler: one matrix per sequence, not per token
     assert model.pooler is not None
     assert flops_per_token(model, 10.0) == pytest.approx(6.0 * _layer_parameters(model) + 12.0 * 2 * 32 * 10.0)
+
+
+def _summary(warm, device="cpu"):
+    import torch
+
+    from xorder.throughput import summarize
+
+    backbone = torch.nn.Linear(2, 2)
+    return summarize(
+        examples=1000,
+        tokens=50_000,
+        padded=64_000,
+        seconds=30.0,
+        train_seconds=25.0,
+        processes=1,
+        backbone=backbone,
+        device=torch.device(device),
+        precision="bf16",
+        warm=warm,
+    )
+
+
+def test_the_steady_rate_leaves_out_the_first_logging_window():
+    # 200 examples took 15 s (compilation), the other 800 took 10 s
+    speed = _summary([15.0, 200, 10_000])
+    assert speed.samples_per_second == pytest.approx(40.0)
+    assert speed.steady_samples_per_second == pytest.approx(80.0)
+    assert speed.padding_fraction == round(1 - 50_000 / 64_000, 4)
+    assert speed.mfu is None and speed.steady_mfu is None and speed.gpu_hours is None  # a CPU has none
+
+
+def test_no_steady_rate_without_a_window_after_the_first():
+    assert _summary(None).steady_samples_per_second is None
+    assert _summary([25.0, 1000, 50_000]).steady_samples_per_second is None
+
+
+def test_the_steady_mfu_uses_the_same_count_as_the_whole_stage(monkeypatch):
+    import torch
+
+    from xorder import throughput
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(throughput, "flops_per_token", lambda backbone, mean_length: 1e9)
+    monkeypatch.setattr(throughput, "peak_memory_mb", lambda device: 1.0)
+    speed = _summary([15.0, 200, 10_000], device="cuda")
+    assert speed.mfu == pytest.approx(round(1e9 * 50_000 / 25.0 / 989e12, 4))
+    assert speed.steady_mfu == pytest.approx(round(1e9 * 40_000 / 10.0 / 989e12, 4))
+    assert speed.gpu_hours == pytest.approx(round(30.0 / 3600, 4))

@@ -62,6 +62,7 @@ def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: 
         assert speed["samples_per_second"] > 0 and speed["tokens_per_second"] > speed["samples_per_second"]
         assert 0 <= speed["padding_fraction"] < 1 and speed["peak_memory_mb"] > 0
         assert speed["mfu"] is None and speed["gpu_hours"] is None  # a CPU has neither
+        assert speed["steady_samples_per_second"] > 0 and speed["steady_mfu"] is None  # past the first log window
         assert 0 < stage["examples"] <= 12 * 32 and stage["total_steps"] == 12
     assert records.validate(metrics) == []
     # batch_size=auto on a CPU: the whole effective batch in one micro-batch
@@ -187,8 +188,8 @@ def test_speed_switches_that_draw_dropout_differently_enter_the_hash_only_when_s
         return plan(compose("experiment=demo", "order=none", *overrides), 1)[-1].hash
 
     base = target_hash()
-    assert target_hash("trainer.compile=false", "trainer.attention=null") == base
-    assert len({base, target_hash("trainer.compile=true"), target_hash("trainer.attention=eager")}) == 3
+    assert target_hash("trainer.compile=null", "trainer.attention=null") == base
+    assert len({base, target_hash("trainer.compile=default"), target_hash("trainer.attention=eager")}) == 3
 
 
 @pytest.mark.slow

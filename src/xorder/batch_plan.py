@@ -87,9 +87,11 @@ def plan(
     return micro, accumulation
 
 
-def longest_rows_probe(model: Any, train_sets: list[Any], tokenizer: Any, device: Any) -> Callable[[int], None]:
-    """`probe(n)`: forward and backward on the n longest rows of each training set, with optimizer-state-sized
-    buffers held (AdamW keeps two fp32 tensors per trainable parameter), on `device`."""
+def longest_rows_probe(
+    model: Any, train_sets: list[Any], tokenizer: Any, device: Any, multiple: int | None = None
+) -> Callable[[int], None]:
+    """`probe(n)`: forward and backward on the n longest rows of each training set (padded as training pads them),
+    with optimizer-state-sized buffers held (AdamW keeps two fp32 tensors per trainable parameter), on `device`."""
     import torch
 
     from xorder.data.batching import Collator
@@ -102,7 +104,7 @@ def longest_rows_probe(model: Any, train_sets: list[Any], tokenizer: Any, device
             for ts in train_sets:
                 lengths = ts.features["length"]
                 longest = sorted(range(len(lengths)), key=lambda i: -lengths[i])[:n]
-                batch = Collator(ts.kind, tokenizer, ts.mlm_probability)([ts.features[i] for i in longest])
+                batch = Collator(ts.kind, tokenizer, ts.mlm_probability, multiple)([ts.features[i] for i in longest])
                 batch.pop("row")
                 loss, _ = model(ts.head, {k: v.to(device) for k, v in batch.items()})
                 loss.backward()

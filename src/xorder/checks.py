@@ -36,6 +36,7 @@ from xorder.errors import EXIT_USER_ERROR, XorderError
 PRECISIONS = ("auto", "bf16", "fp16", "no")
 SAMPLINGS = ("proportional", "temperature", "uniform")
 TRACKERS = ("tensorboard", "mlflow", "wandb")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
 MULTILINGUAL_KINDS = ("translate_train", "mlm")
 STAGES = ("english", "multilingual", "joint")
 MIN_SYNTHETIC_EXAMPLES = 16  # the synthetic generator's smallest split (data/synthetic.py)
@@ -183,6 +184,8 @@ def _trainer(cfg: Any) -> None:
             _at_least(f"trainer.{key}", getattr(trainer, key), 1, " (or null: no cap)")
     _at_least("trainer.num_workers", trainer.num_workers, 0)
     _choice("trainer.joint_budget", trainer.joint_budget, ("matched", "sum"))
+    if trainer.compile is not None:
+        _choice("trainer.compile", trainer.compile, COMPILE_MODES)
     if trainer.attention is not None:
         _choice("trainer.attention", trainer.attention, ("sdpa", "eager", "flash_attention_2"))
     for tracker in trainer.trackers:

@@ -136,9 +136,10 @@ class TrainerConfig:
     log_every: int = 50
     trackers: List[str] = field(default_factory=list)  # tensorboard | mlflow | wandb
     num_workers: int = 0
-    # speed switches: torch.compile of the encoder, and the attention kernel transformers uses (sdpa | eager |
-    # flash_attention_2; None: transformers' default). Both draw dropout differently: in the stage hash when set
-    compile: bool = False
+    # speed switches: torch.compile of the encoder in one of its modes (default | reduce-overhead: with CUDA graphs |
+    # max-autotune; None: eager), and the attention kernel transformers uses (sdpa | eager | flash_attention_2; None:
+    # transformers' default). Both draw dropout differently: in the stage hash when set
+    compile: Optional[str] = None
     attention: Optional[str] = None
     intermediate: PhaseConfig = field(default_factory=PhaseConfig)
     multilingual: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=1.0))

@@ -129,11 +129,23 @@ class MultiTaskModel(nn.Module):
         return kind.forward(self.heads[head], states, batch)
 
 
-def compile_encoder(backbone: Any) -> None:
-    """torch.compile the encoder's forward (shapes vary with dynamic padding: compiled for dynamic shapes), so the
-    steps after the first few run fused kernels; the head and the loss stay eager."""
+# A compiled encoder sees batches padded to a multiple of this many tokens: a handful of lengths instead of one per
+# token count, each a CUDA graph of its own under mode="reduce-overhead" (graphs are recorded per shape).
+COMPILED_MULTIPLE = 16
+
+
+def pad_multiple(compile_mode: str | None) -> int | None:
+    """The multiple a stage's batches are padded to: COMPILED_MULTIPLE when its encoder is compiled, else none."""
+    return COMPILED_MULTIPLE if compile_mode is not None else None
+
+
+def compile_encoder(backbone: Any, mode: str) -> None:
+    """torch.compile the encoder's forward in `mode` (torch's: default, reduce-overhead, max-autotune), once for
+    dynamic shapes, so that the steps after the first few run fused kernels (and under reduce-overhead replay a CUDA
+    graph per batch shape: a step of XLM-R Large at batch 32 otherwise waits on the host launching its kernels);
+    the head and the loss stay eager."""
     encoder = encoder_of(backbone)
-    encoder.forward = torch.compile(encoder.forward, dynamic=True)
+    encoder.forward = torch.compile(encoder.forward, dynamic=True, mode=None if mode == "default" else mode)
 
 
 def freeze_word_embeddings(backbone: Any) -> None:

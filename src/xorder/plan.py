@@ -69,7 +69,7 @@ class StageHParams:
     eval_cap: int | None = None  # the target: a fixed random subset of this many rows per evaluation set
     effective_batch: int | None = None  # batch_size=auto: the batch over micro-batches, accumulation and processes
     # speed switches that draw dropout differently (the same model up to those draws, not the same numbers)
-    compile: bool = False
+    compile: str | None = None
     attention: str | None = None
     # a joint stage under trainer.joint_budget=matched: per group of components (english, multilingual), the
     # epochs and max_steps that group gets in the sequential orders
@@ -91,7 +91,7 @@ HASH_NEUTRAL: dict[str, Any] = {
     "budget": None,
     "eval_cap": None,
     "effective_batch": None,
-    "compile": False,
+    "compile": None,
     "attention": None,
 }
 

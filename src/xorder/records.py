@@ -98,6 +98,8 @@ METRICS_SCHEMA: dict[str, Any] = {
                                 "peak_memory_mb",
                                 "mfu",
                                 "gpu_hours",
+                                "steady_samples_per_second",
+                                "steady_mfu",
                             )
                         },
                     },

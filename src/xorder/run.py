@@ -25,6 +25,7 @@ from xorder.model import (
     freeze_word_embeddings,
     load_backbone,
     load_tokenizer,
+    pad_multiple,
     resolve_path,
     save_backbone,
 )
@@ -179,8 +180,6 @@ def _train(
     backbone = load_backbone(source, revision, hp.attention)
     if hp.freeze_embeddings:
         freeze_word_embeddings(backbone)
-    if hp.compile:
-        compile_encoder(backbone)
     model = MultiTaskModel(backbone, stage.heads, data.label_names)
     if stage.is_target:
         hooks = Hooks(
@@ -195,6 +194,8 @@ def _train(
     cadence = Cadence(trainer.save_every, trainer.log_every, trainer.eval_batch_size, trainer.num_workers)
     if hp.batch_size == "auto":
         stage = _planned_batch(stage, cfg, model, data, tokenizer, accelerator)
+    if hp.compile is not None:  # after planning: the probe's many batch sizes would each be a CUDA graph
+        compile_encoder(backbone, hp.compile)
     state = train_stage(stage, data, model, tokenizer, accelerator, folder, hooks, cadence)
     if not stage.is_target:
         state_dict = fsdp.state_dict(accelerator, model)  # every rank: FSDP gathers shards here
@@ -212,6 +213,7 @@ def _train(
         backbone,
         accelerator.device,
         accelerator.mixed_precision,
+        state.warm,
     )
     accelerator.free_memory()
     return {
@@ -248,7 +250,7 @@ def _planned_batch(
     hp = stage.hparams
     assert hp.effective_batch is not None
     key = [cfg.model.path, sorted(ts.task.kind for ts in data.train), hp.max_length, hp.freeze_embeddings]
-    probe = batch_plan.longest_rows_probe(model, data.train, tokenizer, accelerator.device)
+    probe = batch_plan.longest_rows_probe(model, data.train, tokenizer, accelerator.device, pad_multiple(hp.compile))
     micro, accumulation = batch_plan.plan(hp.effective_batch, accelerator, key, cfg.cache_dir, probe)
     return replace(stage, hparams=replace(hp, batch_size=micro, grad_accum=accumulation))
 

@@ -70,6 +70,9 @@ class Throughput:
     peak_memory_mb: float
     mfu: float | None
     gpu_hours: float | None
+    # the same after the first logging window (compilation, CUDA-graph recording, warm-up): what a longer run gets
+    steady_samples_per_second: float | None
+    steady_mfu: float | None
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -112,22 +115,32 @@ def summarize(
     backbone: torch.nn.Module,
     device: torch.device,
     precision: str,
+    warm: list[float] | None = None,
 ) -> Throughput:
-    """Per-stage figures: rates over the training time (evaluation and checkpoints excluded); GPU-hours over the
-    whole stage on every process."""
-    rate = (lambda n: n / train_seconds) if train_seconds > 0 else (lambda n: math.nan)
-    mfu = gpu_hours = None
+    """Per-stage figures: rates over the training time (evaluation and checkpoints excluded), and over the part of
+    it after `warm` ([training seconds, examples, real tokens] at the first logging point; None: the stage was
+    shorter than one logging window); GPU-hours over the whole stage on every process."""
+    peak = None
     if device.type == "cuda":
-        gpu_hours = seconds * processes / 3600
         peak = peak_tflops(torch.cuda.get_device_name(device), precision)
-        mean_length = tokens / max(examples, 1)
-        if peak and train_seconds > 0:
-            mfu = flops_per_token(backbone, mean_length) * tokens / train_seconds / (peak * 1e12 * processes)
+
+    def mfu(n_examples: float, n_tokens: float, n_seconds: float) -> float | None:
+        if not peak or n_seconds <= 0 or n_examples <= 0:
+            return None
+        flops = flops_per_token(backbone, n_tokens / n_examples) * n_tokens
+        return round(flops / n_seconds / (peak * 1e12 * processes), 4)
+
+    steady = steady_mfu = None
+    if warm is not None and train_seconds - warm[0] > 0 and examples > warm[1]:
+        later = (examples - warm[1], tokens - warm[2], train_seconds - warm[0])
+        steady, steady_mfu = round(later[0] / later[2], 3), mfu(*later)
     return Throughput(
-        samples_per_second=round(rate(examples), 3),
-        tokens_per_second=round(rate(tokens), 1),
+        samples_per_second=round(examples / train_seconds, 3) if train_seconds > 0 else math.nan,
+        tokens_per_second=round(tokens / train_seconds, 1) if train_seconds > 0 else math.nan,
         padding_fraction=round(1 - tokens / padded, 4) if padded else 0.0,
         peak_memory_mb=round(peak_memory_mb(device), 1),
-        mfu=None if mfu is None else round(mfu, 4),
-        gpu_hours=None if gpu_hours is None else round(gpu_hours, 4),
+        mfu=mfu(examples, tokens, train_seconds),
+        gpu_hours=round(seconds * processes / 3600, 4) if device.type == "cuda" else None,
+        steady_samples_per_second=steady,
+        steady_mfu=steady_mfu,
     )

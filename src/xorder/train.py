@@ -31,6 +31,7 @@ from xorder.data.batching import Collator, LengthGroupedBatchSampler
 from xorder.data.stage import StageData
 from xorder.errors import Preempted, XorderError
 from xorder.evaluate import EvalResult, nest, predict
+from xorder.model import pad_multiple
 from xorder.plan import StageSpec
 from xorder.stage_cache import StageDir
 from xorder.throughput import Meter
@@ -54,6 +55,9 @@ class LoopState:
     examples: int = 0  # on this process
     tokens: int = 0  # real (non-pad) tokens on this process
     padded: int = 0  # tokens including padding on this process
+    # [training seconds, examples, real tokens] at the first logging point: the steady rate is measured after it,
+    # past compilation, CUDA-graph recording and the allocator's first growth
+    warm: list[float] | None = None
     losses: list[list[float]] = field(default_factory=list)  # [step, mean training loss] at every logging point
     history: list[dict[str, Any]] = field(default_factory=list)
     average: dict[str, Any] | None = None  # the target's averaged checkpoint: its evaluation
@@ -124,7 +128,7 @@ class _Streams:
 
 
 def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence) -> tuple[Any, Any, Any]:
-    batch = stage.hparams.batch_size
+    batch, multiple = stage.hparams.batch_size, pad_multiple(stage.hparams.compile)
     assert isinstance(batch, int), "batch_size=auto is planned before training (run._planned_batch)"
     samplers = {
         ts.name: LengthGroupedBatchSampler(
@@ -137,7 +141,7 @@ def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence
             ts.features,
             batch_sampler=samplers[ts.name],
             num_workers=cadence.num_workers,
-            collate_fn=Collator(ts.kind, tokenizer, ts.mlm_probability),
+            collate_fn=Collator(ts.kind, tokenizer, ts.mlm_probability, multiple),
             generator=_own_generator(stage.seed),
         )
         for ts in data.train
@@ -149,7 +153,7 @@ def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence
             batch_sampler=LengthGroupedBatchSampler(
                 list(ev.features["length"]), cadence.eval_batch_size, 0, shuffle=False
             ),
-            collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability),
+            collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability, multiple),
             generator=_own_generator(0),
         )
         for ev in data.evals
@@ -203,10 +207,15 @@ def train_stage(
     streams = _Streams(loaders, samplers, state, accelerator)
     meter = Meter(accelerator.device, state.tokens, state.padded)
     watch_norm = accelerator.mixed_precision != "fp16"  # fp16's loss scaler skips overflowing steps by design
-    run = _Run(stage, data, eval_loaders, model, accelerator, state, hooks, folder, meter, averager)
+    started = time.time() - state.seconds
+
+    def clock() -> float:
+        """Seconds into the stage, across resumptions."""
+        return time.time() - started
+
+    run = _Run(stage, data, eval_loaders, model, accelerator, state, hooks, folder, meter, averager, clock)
 
     model.train()
-    started = time.time() - state.seconds
     from tqdm.auto import tqdm
 
     bar = tqdm(
@@ -255,10 +264,14 @@ def train_stage(
     if averager is not None:
         run.evaluate_average()
     state.seconds = time.time() - started
+    warm = state.warm or [0.0, 0, 0]
     counts = accelerator.reduce(
-        torch.tensor([state.examples, state.tokens, meter.padded], device=accelerator.device), reduction="sum"
+        torch.tensor([state.examples, state.tokens, meter.padded, *warm[1:]], device=accelerator.device),
+        reduction="sum",
     )
-    state.examples, state.tokens, state.padded = (int(x) for x in counts.tolist())
+    state.examples, state.tokens, state.padded, examples, tokens = (int(x) for x in counts.tolist())
+    if state.warm is not None:
+        state.warm = [state.warm[0], examples, tokens]  # over every process, as the totals are
     return state
 
 
@@ -277,10 +290,11 @@ class _Run:
         folder: StageDir,
         meter: Meter,
         averager: Averager | None,
+        clock: Callable[[], float],
     ) -> None:
         self.stage, self.data, self.eval_loaders, self.model = stage, data, eval_loaders, model
         self.accelerator, self.state, self.hooks, self.folder = accelerator, state, hooks, folder
-        self.meter, self.averager = meter, averager
+        self.meter, self.averager, self.clock = meter, averager, clock
         self.latest: tuple[int, list[EvalResult]] | None = None  # the step and results of the latest evaluation
 
     def check(self) -> float | None:
@@ -299,6 +313,9 @@ class _Run:
 
     def log(self, lr: float, bar: Any) -> None:
         mean = self.check()
+        state = self.state
+        if state.warm is None and state.step < state.total_steps:  # the read above waited for the device
+            state.warm = [self.clock() - state.eval_seconds, state.examples, state.tokens]
         if mean is None:
             return
         self.state.losses.append([self.state.step, round(mean, 6)])

@@ -54,8 +54,10 @@ class Collator:
     """Pads a list of features into tensors the way their head kind needs; `row` (the example index) and, in
     evaluation, `feature` (the feature's position) ride along."""
 
-    def __init__(self, kind: Kind, tokenizer: Any, mlm_probability: float | None = None) -> None:
-        self.inner = kind.collator(tokenizer, mlm_probability)
+    def __init__(
+        self, kind: Kind, tokenizer: Any, mlm_probability: float | None = None, multiple: int | None = None
+    ) -> None:
+        self.inner = kind.collator(tokenizer, mlm_probability, multiple)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.inner(features)

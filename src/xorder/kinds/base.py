@@ -85,10 +85,11 @@ class Kind:
         raise NotImplementedError
 
     def collator(
-        self, tokenizer: Any, mlm_probability: float | None
+        self, tokenizer: Any, mlm_probability: float | None, multiple: int | None = None
     ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-        """Pads a list of features into tensors (model inputs and what the loss and predictions need)."""
-        return Padded(tokenizer, ("labels",))
+        """Pads a list of features into tensors (model inputs and what the loss and predictions need), to a length
+        that is a multiple of `multiple` where one is given (the few shapes a compiled encoder sees)."""
+        return Padded(tokenizer, ("labels",), multiple=multiple)
 
     # --- head, loss, predictions ------------------------------------------------------------------------
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
@@ -227,10 +228,12 @@ def per_example(kind: Kind, task: TaskConfig, examples: datasets.Dataset, rows: 
 class Padded:
     """Dynamic padding of the model inputs plus the listed per-feature keys (transformers' collator)."""
 
-    def __init__(self, tokenizer: Any, keys: tuple[str, ...], float_labels: bool = False) -> None:
+    def __init__(
+        self, tokenizer: Any, keys: tuple[str, ...], float_labels: bool = False, multiple: int | None = None
+    ) -> None:
         from transformers import DataCollatorWithPadding
 
-        self.inner = DataCollatorWithPadding(tokenizer)
+        self.inner = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
         self.keys, self.float_labels = keys, float_labels
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:

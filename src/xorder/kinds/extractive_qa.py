@@ -102,9 +102,9 @@ class ExtractiveQA(Kind):
         return out
 
     def collator(
-        self, tokenizer: Any, mlm_probability: float | None
+        self, tokenizer: Any, mlm_probability: float | None, multiple: int | None = None
     ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-        return SpanCollator(tokenizer)
+        return SpanCollator(tokenizer, multiple)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
         from torch import nn
@@ -194,8 +194,8 @@ class ExtractiveQA(Kind):
 class SpanCollator(Padded):
     """Padding, plus at evaluation a mask of the tokens that may start or end an answer (context tokens)."""
 
-    def __init__(self, tokenizer: Any) -> None:
-        super().__init__(tokenizer, ("start_positions", "end_positions"))
+    def __init__(self, tokenizer: Any, multiple: int | None = None) -> None:
+        super().__init__(tokenizer, ("start_positions", "end_positions"), multiple=multiple)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch

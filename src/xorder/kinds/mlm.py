@@ -56,9 +56,9 @@ class MaskedLM(Kind):
         )
 
     def collator(
-        self, tokenizer: Any, mlm_probability: float | None
+        self, tokenizer: Any, mlm_probability: float | None, multiple: int | None = None
     ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-        return MaskingCollator(tokenizer, mlm_probability or 0.15)
+        return MaskingCollator(tokenizer, mlm_probability or 0.15, multiple)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
         if lm_head is None:
@@ -111,10 +111,12 @@ class MaskingCollator:
     gets the same masks whenever it is collated (Accelerate collates one batch ahead, so a checkpoint's RNG state
     would otherwise already include the next batch's masks), and training's random stream is untouched."""
 
-    def __init__(self, tokenizer: Any, mlm_probability: float) -> None:
+    def __init__(self, tokenizer: Any, mlm_probability: float, multiple: int | None = None) -> None:
         from transformers import DataCollatorForLanguageModeling
 
-        self.inner = DataCollatorForLanguageModeling(tokenizer, mlm_probability=mlm_probability)
+        self.inner = DataCollatorForLanguageModeling(
+            tokenizer, mlm_probability=mlm_probability, pad_to_multiple_of=multiple
+        )
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import numpy as np

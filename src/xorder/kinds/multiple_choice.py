@@ -84,9 +84,9 @@ class MultipleChoice(OneOfMany):
         return out
 
     def collator(
-        self, tokenizer: Any, mlm_probability: float | None
+        self, tokenizer: Any, mlm_probability: float | None, multiple: int | None = None
     ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-        return ChoiceCollator(tokenizer)
+        return ChoiceCollator(tokenizer, multiple)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
         from xorder.heads import PooledHead
@@ -124,10 +124,10 @@ def ending_choice(rng: random.Random, r: Renderer, n_choices: int = 4) -> Exampl
 class ChoiceCollator:
     """Every choice padded as one sequence, then viewed back as [examples, choices, tokens]."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, multiple: int | None = None) -> None:
         from transformers import DataCollatorWithPadding
 
-        self.inner = DataCollatorWithPadding(tokenizer)
+        self.inner = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch

@@ -60,9 +60,9 @@ class Regression(Kind):
         return encode_texts(batch, rows, tokenizer, max_length)
 
     def collator(
-        self, tokenizer: Any, mlm_probability: float | None
+        self, tokenizer: Any, mlm_probability: float | None, multiple: int | None = None
     ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-        return Padded(tokenizer, ("labels",), float_labels=True)
+        return Padded(tokenizer, ("labels",), float_labels=True, multiple=multiple)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
         from xorder.heads import PooledHead

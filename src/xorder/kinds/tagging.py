@@ -73,9 +73,9 @@ class Tagging(Kind):
         return out
 
     def collator(
-        self, tokenizer: Any, mlm_probability: float | None
+        self, tokenizer: Any, mlm_probability: float | None, multiple: int | None = None
     ) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
-        return TagCollator(tokenizer)
+        return TagCollator(tokenizer, multiple)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
         from torch import nn
@@ -117,10 +117,12 @@ class Tagging(Kind):
 
 
 class TagCollator:
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: Any, multiple: int | None = None) -> None:
         from transformers import DataCollatorForTokenClassification
 
-        self.inner = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
+        self.inner = DataCollatorForTokenClassification(
+            tokenizer, label_pad_token_id=IGNORE, pad_to_multiple_of=multiple
+        )
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         keep = [k for k in (*MODEL_KEYS, "labels") if k in features[0]]
