@@ -111,6 +111,7 @@ def xorder_arm(s: Settings, work: Path) -> dict[str, Any]:
     speed = stage["throughput"]
     return {
         "samples_per_second": speed["samples_per_second"],
+        "steady_samples_per_second": speed["steady_samples_per_second"],  # after the first logging window
         "tokens_per_second": speed["tokens_per_second"],
         "padding_fraction": speed["padding_fraction"],
         "peak_memory_mb": speed["peak_memory_mb"],

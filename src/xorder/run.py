@@ -40,7 +40,7 @@ log = logging.getLogger("xorder")
 
 def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
     from accelerate import Accelerator, DistributedDataParallelKwargs, InitProcessGroupKwargs
-    from accelerate.utils import GradientAccumulationPlugin
+    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin
 
     precision, source = resolve_precision(cfg.trainer.precision)
     fsdp.check_request()
@@ -48,6 +48,8 @@ def build_accelerator(cfg: XorderConfig, project_dir: str) -> Any:
         cpu=distributed.cpu_backend(),
         mixed_precision=precision,
         gradient_accumulation_plugin=GradientAccumulationPlugin(num_steps=1, sync_with_dataloader=False),
+        # batches go to the GPU from pinned memory without waiting for it (train._loaders pins them there)
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),
         kwargs_handlers=[
             DistributedDataParallelKwargs(find_unused_parameters=True),  # heads of other tasks sit idle per batch
             InitProcessGroupKwargs(timeout=distributed.GROUP_TIMEOUT),

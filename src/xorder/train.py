@@ -127,7 +127,11 @@ class _Streams:
         return batch
 
 
-def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence) -> tuple[Any, Any, Any]:
+def _loaders(
+    stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence, pin: bool = False
+) -> tuple[Any, Any, Any]:
+    """Samplers, training and evaluation loaders; `pin`: batches in page-locked memory, so that the copy to a GPU
+    need not wait for the device (a pageable copy synchronises with it every batch)."""
     batch, multiple = stage.hparams.batch_size, pad_multiple(stage.hparams.compile)
     assert isinstance(batch, int), "batch_size=auto is planned before training (run._planned_batch)"
     samplers = {
@@ -142,6 +146,7 @@ def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence
             batch_sampler=samplers[ts.name],
             num_workers=cadence.num_workers,
             collate_fn=Collator(ts.kind, tokenizer, ts.mlm_probability, multiple),
+            pin_memory=pin,
             generator=_own_generator(stage.seed),
         )
         for ts in data.train
@@ -154,6 +159,7 @@ def _loaders(stage: StageSpec, data: StageData, tokenizer: Any, cadence: Cadence
                 list(ev.features["length"]), cadence.eval_batch_size, 0, shuffle=False
             ),
             collate_fn=Collator(ev.kind, tokenizer, ev.mlm_probability, multiple),
+            pin_memory=pin,
             generator=_own_generator(0),
         )
         for ev in data.evals
@@ -178,7 +184,7 @@ def train_stage(
     hp = stage.hparams
     saved = checkpoint.loop_state(folder.checkpoint)
     state = LoopState(**saved) if saved is not None else LoopState()
-    samplers, loaders, eval_loaders = _loaders(stage, data, tokenizer, cadence)
+    samplers, loaders, eval_loaders = _loaders(stage, data, tokenizer, cadence, accelerator.device.type == "cuda")
     accelerator.gradient_accumulation_steps = hp.grad_accum
     if accelerator.ddp_handler is not None:  # only a multi-task stage leaves heads idle in a batch
         accelerator.ddp_handler.find_unused_parameters = len({ts.head for ts in data.train}) > 1
