@@ -118,10 +118,10 @@ def train(name: str, model_dir: Path, work: Path, a: argparse.Namespace) -> dict
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps per run")
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps per run")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--log-every", type=int, default=25, help="the steady rate is measured after the first window")
     p.add_argument("--precision", default="bf16", help="trainer.precision (--quick: no, i.e. fp32)")
     p.add_argument(
         "--override", action="append", default=[], help="an extra `xorder run` override, e.g. trainer.compile=true"
