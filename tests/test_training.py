@@ -193,6 +193,34 @@ def test_speed_switches_that_draw_dropout_differently_enter_the_hash_only_when_s
 
 
 @pytest.mark.slow
+def test_a_compiled_encoder_trains_evaluates_and_records_its_steady_rate(cache_dir: Path, tmp_path: Path):
+    """trainer.compile end to end (on the CPU: Inductor without CUDA graphs): the encoder runs compiled in training
+    and evaluation, batches are padded to the compiled multiple, and the record is complete with a steady rate."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    metrics, _ = run_demo_cell(
+        cache,
+        tmp_path / "results",
+        "order=none",
+        "trainer.compile=default",
+        "trainer.target.max_steps=6",
+        "trainer.log_every=2",
+        "target.evaluations=1",
+        "data.synthetic_examples=200",
+    )
+    assert counters["stats"]["unique_graphs"] >= 1  # the encoder's forward went through torch.compile
+    stage = metrics["stages"][-1]
+    summary = json.loads(StageDir(cache / "stages" / stage["hash"]).summary.read_text())
+    assert summary["hparams"]["compile"] == "default" and stage["steps"] == 6
+    speed = stage["throughput"]
+    assert speed["steady_samples_per_second"] > speed["samples_per_second"] > 0  # compilation is in the first window
+    assert speed["padding_fraction"] > 0  # synthetic pairs padded up to a multiple of COMPILED_MULTIPLE
+    assert records.validate(metrics) == [] and metrics["scores"]["last"]["test"]["en"]["accuracy"] >= 0
+
+
+@pytest.mark.slow
 def test_one_evaluation_is_its_own_average_without_a_second_pass(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
