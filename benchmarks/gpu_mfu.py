@@ -37,6 +37,19 @@ class Shape:
     heads: int
     intermediate: int
 
+    def config(self) -> dict[str, Any]:
+        """XLMRobertaConfig's arguments for this shape with XLM-R's vocabulary and positions (no tokenizer ids)."""
+        return {
+            "vocab_size": VOCAB_SIZE,
+            "max_position_embeddings": POSITIONS,
+            "type_vocab_size": 1,
+            "layer_norm_eps": 1e-5,
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "intermediate_size": self.intermediate,
+        }
+
 
 SHAPES = {"xlmr_base": Shape(768, 12, 12, 3072), "xlmr_large": Shape(1024, 24, 16, 4096)}
 QUICK_SHAPES = {"xlmr_base": Shape(32, 2, 2, 64), "xlmr_large": Shape(64, 4, 4, 128)}
@@ -54,17 +67,10 @@ def build(shape: Shape, out: Path) -> dict[str, Any]:
     pin_threads()
     tokenizer = AutoTokenizer.from_pretrained(str(tiny.ensure(out.parent / "tiny")))
     config = XLMRobertaConfig(
-        vocab_size=VOCAB_SIZE,
-        max_position_embeddings=POSITIONS,
-        type_vocab_size=1,
-        layer_norm_eps=1e-5,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
-        hidden_size=shape.hidden,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        intermediate_size=shape.intermediate,
+        **shape.config(),
     )
     torch.manual_seed(0)
     model = XLMRobertaForMaskedLM(config)
@@ -124,7 +130,10 @@ def main() -> None:
     p.add_argument("--log-every", type=int, default=25, help="the steady rate is measured after the first window")
     p.add_argument("--precision", default="bf16", help="trainer.precision (--quick: no, i.e. fp32)")
     p.add_argument(
-        "--override", action="append", default=[], help="an extra `xorder run` override, e.g. trainer.compile=true"
+        "--override",
+        action="append",
+        default=[],
+        help="an extra `xorder run` override, e.g. trainer.compile=reduce-overhead",
     )
     p.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated, of: " + ", ".join(SHAPES))
     p.add_argument("--shape", help=argparse.SUPPRESS)

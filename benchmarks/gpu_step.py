@@ -25,24 +25,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from gpu_mfu import QUICK_SHAPES, SHAPES, Shape
 from harness import describe, machine, parser, save, table, verdict
 
-SHAPES = {
-    "xlmr_base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},
-    "xlmr_large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
-    "quick": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128},
-}
 VARIANTS = ("fwd_bwd", "step", "step_frozen_emb", "step_batch2x", "step_compiled", "step_cudagraphs")
 
 
-def build(shape: str, device: Any) -> Any:
+def build(shape: Shape, device: Any) -> Any:
     """A seeded random XLM-R encoder (250,002-row vocabulary) plus a two-way linear head, on `device`."""
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    config = XLMRobertaConfig(
-        vocab_size=250_002, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5, **SHAPES[shape]
-    )
+    config = XLMRobertaConfig(**shape.config())
     torch.manual_seed(0)
     with device:
         encoder = XLMRobertaModel(config, add_pooling_layer=False)
@@ -59,7 +53,7 @@ def measure(a: argparse.Namespace, variant: str) -> dict[str, Any]:
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
-    model = build(a.shape, device)
+    model = build((QUICK_SHAPES if a.quick else SHAPES)[a.shape], device)
     encoder, head = model["encoder"], model["head"]
     if variant == "step_frozen_emb":
         encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -158,7 +152,7 @@ def profile(one_step: Callable[[], None], steps: int) -> dict[str, Any]:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--shape", default="xlmr_large", choices=[s for s in SHAPES if s != "quick"])
+    p.add_argument("--shape", default="xlmr_large", choices=list(SHAPES))
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--warmup", type=int, default=10, help="untimed steps first (compilation happens there)")
@@ -172,7 +166,7 @@ def main() -> None:
     m = machine()
     print(describe(m))
     if a.quick:
-        a.shape, a.batch, a.max_length, a.warmup, a.steps = "quick", 4, 16, 1, 2
+        a.batch, a.max_length, a.warmup, a.steps = 4, 16, 1, 2
         variants = [v for v in variants if v != "step_cudagraphs"]  # CUDA graphs need CUDA
     elif not m["gpu"]:
         raise SystemExit("no GPU here: this script measures GPU steps (--quick checks it with tiny shapes)")

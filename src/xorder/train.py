@@ -255,7 +255,7 @@ def train_stage(
             run.log(scheduler.get_last_lr()[0], bar)
         if state.step % eval_every == 0 or state.step == total:
             run.evaluate()
-        state.seconds = time.time() - started
+        state.seconds = clock()
         ask_stop = hooks.stop_requested is not None and state.step % cadence.log_every == 0 and state.step < total
         stopping = ask_stop and hooks.stop_requested()  # type: ignore[misc]
         if (state.step % cadence.save_every == 0 or stopping) and state.step < total and not state.stopped_early:
@@ -269,7 +269,7 @@ def train_stage(
     bar.close()
     if averager is not None:
         run.evaluate_average()
-    state.seconds = time.time() - started
+    state.seconds = clock()
     warm = state.warm or [0.0, 0, 0]
     counts = accelerator.reduce(
         torch.tensor([state.examples, state.tokens, meter.padded, *warm[1:]], device=accelerator.device),

@@ -119,12 +119,12 @@ class Kind:
         """Metrics of one evaluation set from one prediction per feature (`rows`: each feature's example)."""
         raise NotImplementedError
 
-    # --- synthetic stand-in -----------------------------------------------------------------------------
     def unlearned(self, gold: Sequence[Any], pred: Sequence[Any]) -> str | None:
         """Why these predictions on the training language's own dev set show a head that has not learned, or
         None (the default: a kind with no such test; constant predictions are caught for every kind)."""
         return None
 
+    # --- synthetic stand-in -----------------------------------------------------------------------------
     def synthetic(self, rng: random.Random, first: Renderer, second: Renderer) -> Example:
         """One example of the kind's default synthetic task, drawn from `rng` and rendered in the languages of
         `first` (and `second`, the second text of a pair)."""
