@@ -115,7 +115,8 @@ def test_a_two_task_submitit_cell_trains_as_torchrun_does(cache_dir: Path, tmp_p
 
 
 _GROUP_SCRIPT = textwrap.dedent("""
-    import json, os, signal
+    import atexit, json, os, signal
+    import torch.distributed as dist
     from accelerate import Accelerator
     from xorder import distributed
     from xorder.errors import XorderError
@@ -123,6 +124,11 @@ _GROUP_SCRIPT = textwrap.dedent("""
     def mistake():
         raise XorderError("a record of another config")
 
+    def at_exit():  # registered first, so it runs last: after xorder's own exit handlers
+        with open(f"left{os.environ['RANK']}.txt", "w") as f:
+            f.write("left" if not dist.is_initialized() else "still joined")
+
+    atexit.register(at_exit)
     distributed.join_group()
     accelerator = Accelerator(cpu=distributed.cpu_backend())
     out = {"rank": distributed.rank(), "processes": accelerator.num_processes}
@@ -157,6 +163,8 @@ def test_the_processes_of_a_cell_decide_and_stop_together(tmp_path: Path):
         assert result["error"] == "a record of another config"  # the first one's mistake stops both
         assert result["before"] is False
         assert result["after"] is True  # the signal reached one process; both stop at the same step
+    # no end_training in the script: the group is left at exit all the same (a live gloo group can abort the exit)
+    assert [(tmp_path / f"left{rank}.txt").read_text() for rank in (0, 1)] == ["left", "left"]
 
 
 @pytest.mark.slow

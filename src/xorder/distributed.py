@@ -79,10 +79,25 @@ def cpu_backend() -> bool:
 
 def join_group() -> Any:
     """This process's Accelerate state, joining the launch's process group on first use (the Accelerator built
-    later shares it)."""
+    later shares it). The group is left at exit on every path (a mistake, a stop signal, an error on another
+    process), not only after a finished cell: a gloo group still alive while the interpreter shuts down aborts
+    the process (SIGABRT), and the exit status the scheduler reads would be the abort's, not ours."""
+    import atexit
+
     from accelerate import PartialState
 
-    return PartialState(cpu=cpu_backend(), timeout=GROUP_TIMEOUT)
+    state = PartialState(cpu=cpu_backend(), timeout=GROUP_TIMEOUT)
+    if state.num_processes > 1:
+        atexit.unregister(_leave_group)  # once per process, however often it is joined
+        atexit.register(_leave_group)
+    return state
+
+
+def _leave_group() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def from_main(compute: Callable[[], T]) -> T:
