@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(BIN)/xorder run experiment=demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --durations=15
 
 # ruff (lint and format), mypy, and import-linter's layers: clean on the whole tree, run by CI before the tests
 lint: $(STAMP)

@@ -24,9 +24,14 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the whole session (XORDER_TEST_CACHE reuses one across sessions)."""
+    """One cache for the whole session (XORDER_TEST_CACHE reuses one across sessions), one per pytest-xdist worker:
+    tests assert which stages a run trained and which it reused, so workers must not share stages."""
     chosen = os.environ.get("XORDER_TEST_CACHE")
-    path = Path(chosen) if chosen else tmp_path_factory.mktemp("xorder-cache")
+    path = (
+        Path(chosen) / os.environ.get("PYTEST_XDIST_WORKER", "main")
+        if chosen
+        else tmp_path_factory.mktemp("xorder-cache")
+    )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
