@@ -79,15 +79,17 @@ def cpu_backend() -> bool:
 
 def join_group() -> Any:
     """This process's Accelerate state, joining the launch's process group on first use (the Accelerator built
-    later shares it). The group is left at exit on every path (a mistake, a stop signal, an error on another
-    process), not only after a finished cell: a gloo group still alive while the interpreter shuts down aborts
-    the process (SIGABRT), and the exit status the scheduler reads would be the abort's, not ours."""
+    later shares it). A CPU (gloo) group is left at exit on every path (a mistake, a stop signal, an error on
+    another process), not only after a finished cell: one still alive while the interpreter shuts down aborts the
+    process (SIGABRT), and the exit status the scheduler reads would be the abort's, not ours. An NCCL group is
+    not: leaving it flushes its collectives, which blocks at exit when a failed peer never joins them."""
     import atexit
 
     from accelerate import PartialState
 
-    state = PartialState(cpu=cpu_backend(), timeout=GROUP_TIMEOUT)
-    if state.num_processes > 1:
+    gloo = cpu_backend()
+    state = PartialState(cpu=gloo, timeout=GROUP_TIMEOUT)
+    if gloo and state.num_processes > 1:
         atexit.unregister(_leave_group)  # once per process, however often it is joined
         atexit.register(_leave_group)
     return state
