@@ -120,9 +120,11 @@ def summarize(
     """Per-stage figures: rates over the training time (evaluation and checkpoints excluded), and over the part of
     it after `warm` ([training seconds, examples, real tokens] at the first logging point; None: the stage was
     shorter than one logging window); GPU-hours over the whole stage on every process."""
-    peak = None
-    if device.type == "cuda":
-        peak = peak_tflops(torch.cuda.get_device_name(device), precision)
+
+    def rate(n: float, n_seconds: float, digits: int) -> float:
+        return round(n / n_seconds, digits) if n_seconds > 0 else math.nan
+
+    peak = peak_tflops(torch.cuda.get_device_name(device), precision) if device.type == "cuda" else None
 
     def mfu(n_examples: float, n_tokens: float, n_seconds: float) -> float | None:
         if not peak or n_seconds <= 0 or n_examples <= 0:
@@ -133,10 +135,10 @@ def summarize(
     steady = steady_mfu = None
     if warm is not None and train_seconds - warm[0] > 0 and examples > warm[1]:
         later = (examples - warm[1], tokens - warm[2], train_seconds - warm[0])
-        steady, steady_mfu = round(later[0] / later[2], 3), mfu(*later)
+        steady, steady_mfu = rate(later[0], later[2], 3), mfu(*later)
     return Throughput(
-        samples_per_second=round(examples / train_seconds, 3) if train_seconds > 0 else math.nan,
-        tokens_per_second=round(tokens / train_seconds, 1) if train_seconds > 0 else math.nan,
+        samples_per_second=rate(examples, train_seconds, 3),
+        tokens_per_second=rate(tokens, train_seconds, 1),
         padding_fraction=round(1 - tokens / padded, 4) if padded else 0.0,
         peak_memory_mb=round(peak_memory_mb(device), 1),
         mfu=mfu(examples, tokens, train_seconds),
