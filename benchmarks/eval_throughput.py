@@ -2,7 +2,7 @@
 
 Three arms, each in its own one-thread process, repeated interleaved (median reported):
 
-  xorder           xorder.evaluate.predict, as a stage evaluates: each language's features from
+  xorder           xorder.pipeline.evaluate.predict, as a stage evaluates: each language's features from
                    load_split + encode, batches longest-first (LengthGroupedBatchSampler, shuffle=False) with dynamic
                    padding, model and loaders through Accelerate, torch.inference_mode; the time includes its
                    gathering and scoring (metrics per language)
@@ -57,7 +57,8 @@ class Settings:
 
 def minilm(work: Path) -> tuple[str, Any]:
     from xorder.config import ModelConfig
-    from xorder.model import load_tokenizer, resolve_path
+    from xorder.encoders.base_model import resolve_path
+    from xorder.pipeline.model import load_tokenizer
 
     path = resolve_path(ModelConfig(name="minilm", path="builtin:minilm"), str(work))
     return path, load_tokenizer(path)
@@ -73,8 +74,8 @@ def xorder_arm(s: Settings, work: Path) -> dict[str, Any]:
     from xorder.data.encode import encode, fingerprint
     from xorder.data.sources import load_split
     from xorder.data.stage import EvalSet
-    from xorder.evaluate import predict
-    from xorder.model import MultiTaskModel, load_backbone
+    from xorder.pipeline.evaluate import predict
+    from xorder.pipeline.model import MultiTaskModel, load_backbone
 
     path, tokenizer = minilm(work)
     task = TaskConfig(name="pawsx", kind="classification", label_names=LABELS, languages=s.languages)

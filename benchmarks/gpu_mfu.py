@@ -1,7 +1,7 @@
 """Training throughput and model FLOPs utilisation (MFU) of xorder's loop at XLM-R Base and XLM-R Large shapes.
 
-THE REAL NUMBERS NEED A GPU: the record's MFU (xorder.throughput: 6·N non-embedding parameters plus attention per
-trained token, against the device's dense bf16 peak) exists on CUDA devices only. `--quick` runs tiny shapes in fp32
+THE REAL NUMBERS NEED A GPU: the record's MFU (xorder.pipeline.throughput: 6·N non-embedding parameters plus attention
+per trained token, against the device's dense bf16 peak) exists on CUDA devices only. `--quick` runs tiny shapes in fp32
 on the CPU, to check that the script works where there is no GPU.
 
 Each shape is a randomly initialised XLMRobertaForMaskedLM with XLM-R's sizes (base: 12 layers, hidden 768; large:
@@ -14,6 +14,8 @@ compilation and CUDA-graph recording happen). The tiny tokenizer, trained on the
 English into about 155 pieces a pair (XLM-R's own: about 55), so nearly every pair is truncated to max_length: the
 figures are those of full 128-token sequences, an upper end for XLM-R on PAWS-X's shorter dynamically padded
 batches. Each model build and each run is its own process; runs are repeated interleaved (median reported).
+`--modes eager,reduce-overhead` trains each shape eager and with `trainer.compile=reduce-overhead` (CUDA graphs) on
+the same built model.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Shape:
 
 SHAPES = {"xlmr_base": Shape(768, 12, 12, 3072), "xlmr_large": Shape(1024, 24, 16, 4096)}
 QUICK_SHAPES = {"xlmr_base": Shape(32, 2, 2, 64), "xlmr_large": Shape(64, 4, 4, 128)}
+EAGER = "eager"  # --modes: no torch.compile
 VOCAB_SIZE = 250_002  # XLM-R's
 POSITIONS = 514  # XLM-R's: 512 tokens after the padding offset
 
@@ -62,7 +65,7 @@ def build(shape: Shape, out: Path) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaForMaskedLM
 
-    from xorder import tiny
+    from xorder.encoders import tiny
 
     pin_threads()
     tokenizer = AutoTokenizer.from_pretrained(str(tiny.ensure(out.parent / "tiny")))
@@ -79,39 +82,38 @@ def build(shape: Shape, out: Path) -> dict[str, Any]:
     return {"parameters": sum(p.numel() for p in model.parameters())}
 
 
-def train(name: str, model_dir: Path, work: Path, a: argparse.Namespace) -> dict[str, Any]:
-    """One `xorder run` of the shape; what its record says about the training."""
-    cache, results = work / "cache", work / "results"
-    run(
-        [
-            sys.executable,
-            "-m",
-            "xorder",
-            "run",
-            "experiment=demo_pawsx_real",
-            f"model={name}",
-            f"model.path={model_dir}",
-            "order=none",
-            f"data_root={DATA}",
-            f"cache_dir={cache}",
-            f"results_dir={results}",
-            "target.languages=[en]",
-            "target.evaluations=1",
-            f"target.max_length={a.max_length}",
-            f"trainer.precision={a.precision}",
-            "trainer.lr=2e-5",
-            f"trainer.batch_size={a.batch}",
-            "trainer.grad_accum=1",
-            f"trainer.log_every={a.log_every}",
-            "trainer.save_every=1000000",
-            f"trainer.target.max_steps={a.steps}",
-            "trainer.target.epochs=1000",
-            "trainer.target.eval_examples=8",
-            *a.override,
-        ],
-        f"{name} training",
-    )
-    record = json.loads(next(results.rglob("metrics.json")).read_text())
+def overrides(name: str, model_dir: Path, work: Path, a: argparse.Namespace) -> list[str]:
+    """The `xorder run` overrides of one training of the shape at this script's settings (`a`: --steps, --batch,
+    --max-length, --precision, --log-every, --override): a target-only PAWS-X cell, one evaluation at the end."""
+    return [
+        "experiment=demo_pawsx_real",
+        f"model={name}",
+        f"model.path={model_dir}",
+        "order=none",
+        f"data_root={DATA}",
+        f"cache_dir={work / 'cache'}",
+        f"results_dir={work / 'results'}",
+        "target.languages=[en]",
+        "target.evaluations=1",
+        f"target.max_length={a.max_length}",
+        f"trainer.precision={a.precision}",
+        "trainer.lr=2e-5",
+        f"trainer.batch_size={a.batch}",
+        "trainer.grad_accum=1",
+        f"trainer.log_every={a.log_every}",
+        "trainer.save_every=1000000",
+        f"trainer.target.max_steps={a.steps}",
+        "trainer.target.epochs=1000",
+        "trainer.target.eval_examples=8",
+        *a.override,
+    ]
+
+
+def train(name: str, model_dir: Path, work: Path, a: argparse.Namespace, mode: str) -> dict[str, Any]:
+    """One `xorder run` of the shape, eager or compiled in `mode`; what its record says about the training."""
+    compiled = [] if mode == EAGER else [f"trainer.compile={mode}"]
+    run([sys.executable, "-m", "xorder", "run", *overrides(name, model_dir, work, a), *compiled], f"{name} {mode}")
+    record = json.loads(next((work / "results").rglob("metrics.json")).read_text())
     stage = record["stages"][-1]
     return {
         **stage["throughput"],
@@ -122,9 +124,9 @@ def train(name: str, model_dir: Path, work: Path, a: argparse.Namespace) -> dict
     }
 
 
-def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--steps", type=int, default=300, help="optimizer steps per run")
+def run_options(p: argparse.ArgumentParser, steps: int = 300) -> argparse.ArgumentParser:
+    """The settings of each training (`overrides`), shared with cells_per_gpu.py."""
+    p.add_argument("--steps", type=int, default=steps, help="optimizer steps per run")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--log-every", type=int, default=25, help="the steady rate is measured after the first window")
@@ -133,14 +135,29 @@ def main() -> None:
         "--override",
         action="append",
         default=[],
-        help="an extra `xorder run` override, e.g. trainer.compile=reduce-overhead",
+        help="an extra `xorder run` override, e.g. trainer.attention=sdpa",
     )
+    return p
+
+
+def quick_settings(a: argparse.Namespace) -> None:
+    """--quick: a few fp32 steps of small batches, once (tiny shapes, on a CPU)."""
+    if a.quick:
+        a.steps, a.batch, a.log_every, a.precision, a.repeats = 4, 8, 2, "no", 1
+
+
+def main() -> None:
+    p = run_options(parser(__doc__))
     p.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated, of: " + ", ".join(SHAPES))
+    p.add_argument(
+        "--modes",
+        default=EAGER,
+        help="comma-separated: eager and/or trainer.compile modes (reduce-overhead, ...), each on the same built model",
+    )
     p.add_argument("--shape", help=argparse.SUPPRESS)
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     a = p.parse_args()
-    if a.quick:
-        a.steps, a.batch, a.log_every, a.precision, a.repeats = 4, 8, 2, "no", 1
+    quick_settings(a)
     if unknown := sorted(set(a.shapes.split(",")) - set(SHAPES)):
         p.error(f"unknown shapes {unknown} (valid: {', '.join(SHAPES)})")
     shapes = {name: (QUICK_SHAPES if a.quick else SHAPES)[name] for name in a.shapes.split(",")}
@@ -154,7 +171,9 @@ def main() -> None:
             "no GPU here: XLM-R shapes would train for hours and the record carries no MFU on a CPU "
             "(--quick checks the script with tiny shapes)"
         )
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in shapes}
+    modes = a.modes.split(",")
+    label = {(name, mode): name if mode == EAGER else f"{name} {mode}" for name in shapes for mode in modes}
+    runs: dict[str, list[dict[str, Any]]] = {key: [] for key in label.values()}
     parameters = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -163,9 +182,9 @@ def main() -> None:
             parameters[name] = run_arm(__file__, "build", args, work / "build.json")["parameters"]
         for repeat in range(a.repeats):
             print(f"repeat {repeat + 1} of {a.repeats}", flush=True)
-            for name in shapes:
+            for (name, mode), key in label.items():
                 with tempfile.TemporaryDirectory(dir=work) as run_dir:
-                    runs[name].append(train(name, work / "models" / name, Path(run_dir), a))
+                    runs[key].append(train(name, work / "models" / name, Path(run_dir), a, mode))
     keys = (
         "samples_per_second",
         "tokens_per_second",
@@ -200,7 +219,7 @@ def main() -> None:
             [
                 [
                     name,
-                    f"{parameters[name] / 1e6:.0f}",
+                    f"{parameters[name.split()[0]] / 1e6:.0f}",
                     v["samples_per_second"],
                     v["tokens_per_second"],
                     v["padding_fraction"],
@@ -225,6 +244,7 @@ def main() -> None:
             "batch": a.batch,
             "max_length": a.max_length,
             "precision": a.precision,
+            "modes": modes,
             "repeats": a.repeats,
             "quick": a.quick,
             "runs": runs,

@@ -12,8 +12,9 @@ fp32 weights (what `trainer.precision=bf16` does), batch --batch × --max-length
   step_compiled      the encoder's forward under torch.compile (static shapes), then the same step
   step_cudagraphs    the encoder under torch.compile(mode="reduce-overhead"): CUDA graphs, no launch overhead
 
-For each: ms per step, samples/s, MFU (xorder.throughput's count: 6·N over the encoder's layers plus attention),
-and how long the host took to enqueue the step (a host that needs as long as the device means a launch-bound step).
+For each: ms per step, samples/s, MFU (xorder.pipeline.throughput's count: 6·N over the encoder's layers plus
+attention), and how long the host took to enqueue the step (a host that needs as long as the device means a
+launch-bound step).
 `step` is also profiled for a few steps: device time by kernel class, and the device-busy share of the wall time.
 `--quick` runs tiny shapes on the CPU, to check that the script works where there is no GPU.
 """
@@ -49,7 +50,7 @@ def measure(a: argparse.Namespace, variant: str) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from xorder.throughput import flops_per_token, peak_tflops
+    from xorder.pipeline.throughput import flops_per_token, peak_tflops
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-RESULTS = Path(__file__).resolve().parent / "results"
+# the shared data beside the project (XORDER_SHARED_DATA elsewhere, e.g. from a git worktree)
+DATA = Path(os.environ.get("XORDER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# where `save` writes (XORDER_BENCH_RESULTS: elsewhere, e.g. a GPU suite that must not overwrite the CPU figures)
+RESULTS = Path(os.environ.get("XORDER_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 # One torch/BLAS thread and no tokenizer threads: on a 2-core machine two threads make speed swing tenfold.
 ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -75,7 +77,7 @@ def peak_rss_mb() -> float:
     """This process's peak resident set size so far (the CPU figure xorder's records carry)."""
     import torch
 
-    from xorder.throughput import peak_memory_mb
+    from xorder.pipeline.throughput import peak_memory_mb
 
     return peak_memory_mb(torch.device("cpu"))
 

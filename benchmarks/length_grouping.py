@@ -16,7 +16,8 @@ from xorder.config import ModelConfig, SourceConfig, SplitConfig, TaskConfig
 from xorder.data.batching import Collator, LengthGroupedBatchSampler
 from xorder.data.encode import encode, fingerprint
 from xorder.data.sources import load_split
-from xorder.model import MultiTaskModel, load_backbone, load_tokenizer, resolve_path
+from xorder.encoders.base_model import resolve_path
+from xorder.pipeline.model import MultiTaskModel, load_backbone, load_tokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pawsx" / "xtreme_format"
 STEPS, BATCH, MAX_LENGTH = 40, 32, 128

@@ -29,7 +29,7 @@ def main() -> None:
         where = [f"cache_dir={tmp}/cache", f"results_dir={tmp}/results"]
         first = run([*GRID, *where], Path(tmp))
         again = run([*GRID, *where], Path(tmp))
-    from xorder.configs import expand
+    from xorder.config_tree import expand
 
     cells = len(expand(GRID))
     print(f"{cells} cells: first run {first:.1f} s, rerun {again:.1f} s, ratio {again / first:.1%} (target < 5%)")

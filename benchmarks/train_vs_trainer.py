@@ -140,7 +140,8 @@ def trainer_arm(s: Settings, padded: bool, work: Path) -> dict[str, Any]:
     )
 
     from xorder.config import ModelConfig
-    from xorder.model import load_tokenizer, resolve_path
+    from xorder.encoders.base_model import resolve_path
+    from xorder.pipeline.model import load_tokenizer
 
     pin_threads()
     datasets.disable_progress_bars()
@@ -214,17 +215,17 @@ def trainer_arm(s: Settings, padded: bool, work: Path) -> dict[str, Any]:
 def profiled_xorder(out: Path) -> None:
     """`xorder <argv.json next to out>` in this process, its training loop (train_stage, with its one evaluation at
     the end; no start-up, model loading or data preparation) under cProfile, the profile dumped to `out`."""
-    import xorder.run
+    import xorder.pipeline.run
     from xorder.cli import main
 
     profiler = cProfile.Profile()
-    train_stage = xorder.run.train_stage
+    train_stage = xorder.pipeline.run.train_stage
 
     def profiled(*args: Any, **kwargs: Any) -> Any:
         with profiler:
             return train_stage(*args, **kwargs)
 
-    xorder.run.train_stage = profiled  # type: ignore[assignment]
+    xorder.pipeline.run.train_stage = profiled  # type: ignore[assignment]
     code = main(json.loads(out.with_name("argv.json").read_text()))
     profiler.dump_stats(out)
     sys.exit(code)

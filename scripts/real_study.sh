@@ -22,6 +22,8 @@ for target in sts pawsx; do
 done
 finished=$(date -u +%s)
 "$XORDER" report --results "$OUT/records" --out "$OUT"
+.venv/bin/python -c 'from xorder.pipeline.record_writer import installed_packages; print(installed_packages(), end="")' \
+  > "$OUT/packages.txt"
 
 {
   echo "# How these tables were made"
@@ -29,7 +31,7 @@ finished=$(date -u +%s)
   echo "- command: \`scripts/real_study.sh\` (JOBS=$JOBS), then \`xorder report --results $OUT/records --out $OUT\`"
   echo "- xorder commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- machine: $(nproc --all) CPU cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/{print $2}') GiB, no GPU; one torch thread per cell"
-  echo "- software: $(.venv/bin/python -c 'import platform, torch, transformers; print(f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")')"
+  echo "- software: $(.venv/bin/python -c 'import platform, torch, transformers; print(f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")'); every installed package: packages.txt"
   echo "- wall time of the two grids: $(( (finished - started) / 60 )) minutes (cells already finished are skipped on a rerun)"
   echo "- $(.venv/bin/python - "$OUT/records" <<'PY'
 import json, pathlib, sys

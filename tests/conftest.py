@@ -38,7 +38,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def fresh_cache(session_cache: Path, path: Path) -> Path:
     """An empty stage cache that borrows the session's built models (the tiny model takes seconds to build)."""
-    from xorder import tiny
+    from xorder.encoders import tiny
 
     tiny.ensure(session_cache)
     path.mkdir(parents=True)
@@ -72,16 +72,16 @@ def demo_overrides(cache_dir: Path, results_dir: Path, *extra: str) -> list[str]
 
 
 def compose(*overrides: str):
-    from xorder.configs import compose as compose_config
+    from xorder.config_tree import compose as compose_config
 
     return compose_config(list(overrides))
 
 
 def run_demo_cell(cache_dir: Path, results_dir: Path, *extra: str) -> tuple[dict, Path]:
     """One cell in this process (no Hydra app): returns metrics.json's content and the record directory."""
-    from xorder import records
-    from xorder.run import run_cell
+    from xorder.cell import identify
+    from xorder.pipeline.run import run_cell
 
-    cfg = compose(*demo_overrides(cache_dir, results_dir, *extra))
-    record_dir = Path(results_dir) / records.cell_path(cfg)
-    return run_cell(cfg, str(record_dir)), record_dir
+    cell = identify(compose(*demo_overrides(cache_dir, results_dir, *extra)))
+    record_dir = Path(results_dir) / cell.path
+    return run_cell(cell, str(record_dir)), record_dir

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from test_stage_summary import summary_json
 
 from conftest import xorder_cli
-from xorder import cache
 from xorder.errors import XorderError
-from xorder.stage_cache import StageDir
+from xorder.grid import cache_command
+from xorder.pipeline.stage_cache import StageDir
 
 USED, UNUSED, PARTIAL, OLD = "a" * 20, "b" * 20, "c" * 20, "d" * 20
 
@@ -23,7 +24,7 @@ def complete_stage(root: Path, name: str, size: int, tasks: list[str]) -> StageD
     folder = StageDir(root / "stages" / name)
     folder.model.mkdir(parents=True)
     (folder.model / "model.safetensors").write_bytes(b"\0" * size)
-    folder.summary.write_text(json.dumps({"name": "english", "tasks": tasks}))
+    folder.summary.write_text(json.dumps(summary_json("english", tuple(tasks))))
     folder.done.write_text("{}")
     return folder
 
@@ -53,7 +54,7 @@ def left(root: Path) -> set[str]:
 
 def test_list_shows_each_stage_with_size_age_state_and_records(stages: tuple[Path, Path], capsys):
     root, results = stages
-    assert cache.main(["list", "--cache-dir", str(root), "--results", str(results)]) == 0
+    assert cache_command.main(["list", "--cache-dir", str(root), "--results", str(results)]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert lines[USED].split()[1:] == [
         "english:",
@@ -75,17 +76,17 @@ def test_list_shows_each_stage_with_size_age_state_and_records(stages: tuple[Pat
 def test_clean_is_a_dry_run_until_yes(stages: tuple[Path, Path], capsys):
     root, results = stages
     where = ["--cache-dir", str(root), "--results", str(results)]
-    assert cache.main(["clean", "--unused", *where]) == 0
+    assert cache_command.main(["clean", "--unused", *where]) == 0
     out = capsys.readouterr().out.splitlines()
     assert sorted(line.split()[2] for line in out[:-1]) == [UNUSED, OLD]  # complete and no record: not the partial
     assert out[-1] == "would delete 2 stages, 1.0 MB; run again with --yes to delete"
     assert left(root) == {USED, UNUSED, PARTIAL, OLD}
-    assert cache.main(["clean", "--older-than", "1", *where]) == 0
+    assert cache_command.main(["clean", "--older-than", "1", *where]) == 0
     assert "would delete " + OLD in capsys.readouterr().out
-    assert cache.main(["clean", "--unused", "--yes", *where]) == 0
+    assert cache_command.main(["clean", "--unused", "--yes", *where]) == 0
     assert capsys.readouterr().out.strip() == "deleted 2 stages, 1.0 MB freed"
     assert left(root) == {USED, PARTIAL}
-    assert cache.main(["clean", "--older-than", "1", "--yes", *where]) == 0  # nothing that old is left
+    assert cache_command.main(["clean", "--older-than", "1", "--yes", *where]) == 0  # nothing that old is left
     assert left(root) == {USED, PARTIAL}
 
 
@@ -103,9 +104,9 @@ def test_clean_never_deletes_a_stage_whose_lock_another_process_holds(stages: tu
 @pytest.mark.slow
 def test_clean_mistakes_are_one_line(tmp_path: Path):
     with pytest.raises(XorderError, match=r"cache clean needs --unused, --older-than DAYS or --all"):
-        cache.main(["clean", "--cache-dir", str(tmp_path)])
+        cache_command.main(["clean", "--cache-dir", str(tmp_path)])
     with pytest.raises(XorderError, match=r"--older-than -1: give a number of days"):
-        cache.main(["clean", "--older-than", "-1", "--cache-dir", str(tmp_path)])
+        cache_command.main(["clean", "--older-than", "-1", "--cache-dir", str(tmp_path)])
     out = xorder_cli("cache", "clean", "--older-than", "soon")
     assert out.returncode == 2 and out.stderr.count("\n") == 1
     assert out.stderr.startswith("xorder: error: xorder cache clean: argument --older-than: invalid float value")

@@ -46,7 +46,7 @@ def test_unknown_option_names_valid_choices_without_traceback():
 @pytest.mark.slow
 def test_misspelt_key_and_wrong_type_fail_before_any_work(tmp_path: Path):
     for override, needle in (
-        ("trainer.lrr=1", "Key 'lrr' not in 'TrainerConfig'"),
+        ("trainer.lrr=1", "unknown key trainer.lrr: did you mean trainer.lr?"),
         ("trainer.lr=fast", "could not be converted to Float"),
     ):
         out = xorder_cli("run", override, f"results_dir={tmp_path}")

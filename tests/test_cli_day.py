@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import compose, demo_overrides, xorder_cli
-from xorder import configs, records, summary
-from xorder.plan import config_hash
+from xorder import config_tree, records
+from xorder.cell import identify
+from xorder.data.identity import config_hash
+from xorder.grid import summary
 
 FAST = (
     "trainer.intermediate.max_steps=6",
@@ -29,7 +31,7 @@ FAST = (
 def fake_complete_record(*overrides: str) -> Path:
     """A record that the skip check accepts as complete for this config (no training: the checks are the point)."""
     cfg = compose(*overrides)
-    record_dir = Path(cfg.results_dir) / records.cell_path(cfg)
+    record_dir = Path(cfg.results_dir) / identify(cfg).path
     record_dir.mkdir(parents=True)
     for name in (records.CONFIG, records.PREDICTIONS):
         (record_dir / name).write_text("")
@@ -77,7 +79,7 @@ def test_status_exit_code_says_whether_work_remains(tmp_path: Path):
     done = xorder_cli("status", *grid)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1].startswith("cells: 2 (2 done)")
-    records.write_error(Path(tmp_path / "results") / records.cell_path(compose(*cell, "seed=3")), "no data")
+    records.write_error(Path(tmp_path / "results") / identify(compose(*cell, "seed=3")).path, "no data")
     assert xorder_cli("status", "-m", *cell, "seed=1,2,3").returncode == 3  # a failed cell
 
 
@@ -158,7 +160,7 @@ def test_the_grid_outcome_is_read_from_the_records(tmp_path: Path):
 
 @pytest.mark.slow
 def test_record_paths_keep_variants_of_a_cell_apart():
-    path = lambda *o: records.cell_path(compose(*o))  # noqa: E731
+    path = lambda *o: identify(compose(*o)).path  # noqa: E731
     assert path() == "pawsx/english_first/mnli/translate_train/xlmr_large/hub/seed1"  # the defaults: no hash
     demo, real = path("experiment=demo"), path("experiment=demo_pawsx_real")
     assert re.fullmatch(r"pawsx/english_first/mnli/translate_train/tiny/synthetic-[0-9a-f]{8}/seed1", demo)
@@ -178,10 +180,10 @@ def test_record_paths_keep_variants_of_a_cell_apart():
 @pytest.mark.parametrize("group", ["model", "order", "multilingual", "target", "task"])
 def test_every_shipped_option_is_its_own_reference(group: str):
     """An option used as shipped adds no settings hash: the pure reading of conf/ agrees with Hydra's composition."""
-    for option in configs.options(group):
+    for option in config_tree.options(group):
         used = ["order=english_first", f"task={option}"] if group == "task" else [f"{group}={option}"]
-        assert records.settings(compose(*used, "data.source=synthetic")) == {}, option
-    assert records.settings(compose("trainer=smoke"))  # another trainer preset changes the numbers
+        assert identify(compose(*used, "data.source=synthetic")).settings == {}, option
+    assert identify(compose("trainer=smoke")).settings  # another trainer preset changes the numbers
 
 
 @pytest.mark.slow

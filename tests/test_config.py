@@ -11,13 +11,13 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, compose
-from xorder import configs, kinds
+from xorder import config_tree, kinds
 from xorder.config import XorderConfig
 from xorder.plan import plan
 
 
 def _options(group: str) -> list[str]:
-    options = configs.options(group)
+    options = config_tree.options(group)
     assert options, f"config group {group} is empty"
     return options
 

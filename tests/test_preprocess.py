@@ -19,14 +19,14 @@ from xorder.data.batching import Collator, LengthGroupedBatchSampler
 from xorder.data.encode import encode, fingerprint, tokenizer_identity
 from xorder.data.sources import load_split
 from xorder.kinds.base import IGNORE
-from xorder.model import COMPILED_MULTIPLE
+from xorder.pipeline.model import COMPILED_MULTIPLE
 from xorder.plan import to_typed
 
 
 @pytest.fixture(scope="module")
 def tokenizer(cache_dir: Path):
-    from xorder import tiny
-    from xorder.model import load_tokenizer
+    from xorder.encoders import tiny
+    from xorder.pipeline.model import load_tokenizer
 
     return load_tokenizer(str(tiny.ensure(cache_dir)))
 
@@ -75,9 +75,9 @@ def test_tokenization_is_cached_and_a_second_call_tokenizes_nothing(
     kind = kinds.get("classification")
     inner = kind.encode
 
-    def counting(batch, rows, **kw):
+    def counting(batch, rows, how):
         calls.append(len(rows))
-        return inner(batch, rows, **kw)
+        return inner(batch, rows, how)
 
     monkeypatch.setattr(kind, "encode", counting)
     first = features_of(rows, task, tokenizer, tmp_path, train=True)

@@ -13,7 +13,7 @@ from xorder.plan import plan
 MULTILINGUAL = {"ar", "de", "es", "fr", "tr", "zh"}
 
 
-@pytest.mark.parametrize(("target", "epochs", "max_steps", "eval_cap"), [("sts", 5, None, 60), ("pawsx", 1, 20, 40)])
+@pytest.mark.parametrize(("target", "epochs", "max_steps", "eval_cap"), [("sts", 5, None, 300), ("pawsx", 1, 20, 40)])
 def test_a_real_study_cell_trains_what_the_readme_says(
     shared_data: Path, target: str, epochs: int, max_steps: int | None, eval_cap: int
 ):
@@ -28,13 +28,18 @@ def test_a_real_study_cell_trains_what_the_readme_says(
     english, multilingual, last = plan(cfg, processes=1)
     assert (english.name, multilingual.name, last.name) == ("english", "multilingual", "target")
     (task,) = english.components
-    assert task.task.name == "xnli_dev" and task.languages == ("en",) and english.hparams.max_examples_per_task == 500
+    # the English stage: every training pair, 2 epochs at 1e-4, judged on every held-out pair (it must learn)
+    assert task.task.name == "xnli_dev" and task.languages == ("en",) and english.hparams.max_examples_per_task == 1998
     assert task.source.splits["train"].split == "dev[:1998]" and task.source.splits["dev"].split == "dev[1998:]"
+    assert (english.hparams.epochs, english.hparams.lr, english.hparams.eval_examples) == (2, 1e-4, 500)
     (translated,) = multilingual.components
     assert translated.variant == "translate_train" and set(translated.languages) == MULTILINGUAL
-    assert translated.max_examples == 80
+    # the multilingual stage as much as the English one: 333 pairs in each of 6 languages, 2 epochs at 1e-4
+    assert translated.max_examples == 333 and multilingual.hparams.max_examples_per_task == 1998
+    assert (multilingual.hparams.epochs, multilingual.hparams.lr, multilingual.hparams.eval_examples) == (2, 1e-4, 500)
+    assert last.hparams.lr == 5e-5 and last.hparams.max_examples_per_task == 500
     for stage in (english, multilingual, last):
-        assert stage.hparams.freeze_embeddings and stage.hparams.lr == 5e-5
+        assert stage.hparams.freeze_embeddings
     # the target: English training only, one evaluation at its end, capped evaluation sets
     assert last.languages == ["en"] and last.components[0].task.name == target
     assert (last.hparams.epochs, last.hparams.max_steps) == (epochs, max_steps)

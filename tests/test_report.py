@@ -20,7 +20,7 @@ import pytest
 from scipy import stats
 
 from conftest import ROOT, run_demo_cell, xorder_cli
-from xorder import report
+from xorder import kinds, report
 from xorder.report import paired, plots
 
 LANGS = ["de", "en", "fr"]
@@ -48,11 +48,16 @@ def write_record(
     stages: list | None = None,
     notes: list | None = None,
     device: str = "-",
+    tasks: list[str] | None = None,
+    variant: str | None = None,
 ) -> Path:
-    """A record as the pipeline lays it out: <target>/<order>/<tasks>/<multilingual>/<model>/seed<k>/.
-    Selections not given score as en_dev does (`average` only where given)."""
-    tasks, multilingual = ORDER_TASKS[order]
-    folder = root / target / order / ("+".join(tasks) or "none") / multilingual / model / f"seed{seed}"
+    """A record as the pipeline lays it out: <target>/<order>/<tasks>/<multilingual>/<model>/[<variant>/]seed<k>/
+    (records older than variants have none). Selections not given score as en_dev does (`average` only where
+    given); `tasks`: the order's default if None."""
+    tasks, multilingual = (tasks, ORDER_TASKS[order][1]) if tasks is not None else ORDER_TASKS[order]
+    folder = (
+        root / target / order / ("+".join(tasks) or "none") / multilingual / model / (variant or "") / f"seed{seed}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     selections = ("en_dev", "oracle", "last", *(["average"] if "average" in scores else []))
     scores = {selection: scores.get(selection, scores["en_dev"]) for selection in selections}
@@ -82,6 +87,8 @@ def write_record(
     }
     if notes is not None:
         metrics["notes"] = notes
+    if variant is not None:
+        metrics["variant"] = variant
     (folder / "metrics.json").write_text(json.dumps(metrics))
     if predictions is not None:
         predictions.to_parquet(folder / "predictions.parquet", index=False)
@@ -154,6 +161,7 @@ def test_summary_matches_statistics_module(grid: Path, tmp_path: Path):
     rows = read_csv(out / "summary.csv")
     assert list(rows[0]) == [
         "target",
+        "data",
         "model",
         "multilingual",
         "order",
@@ -195,6 +203,7 @@ def test_summary_matches_statistics_module(grid: Path, tmp_path: Path):
     assert read_csv(out / "missing.csv") == [
         {
             "target": "pawsx",
+            "data": "",  # records written before variants: no data source known
             "model": "tiny",
             "multilingual": "-",
             "order": "english_only",
@@ -308,6 +317,10 @@ def test_order_effect_from_paired_predictions(tmp_path: Path):
     assert float(en["diff"]) == 0 and float(en["ci_low"]) == float(en["ci_high"]) == 0 and float(en["p_value"]) == 1
     md = md_table((out / "tables.md").read_text(), "order effect")
     assert md[("mnli", "translate_train", "de")]["p"] == "0.0010"
+    # these predictions have no `item` (records older than it): each row is a cluster with its seeds, and the
+    # table says that translations then count as independent
+    assert de["clusters"] == "rows" and de["n_items"] == str(n)
+    assert "Records without `item` (written before it)" in (out / "tables.md").read_text()
 
 
 def test_accuracy_draws_agree_with_scipy_on_one_stratum():
@@ -316,8 +329,9 @@ def test_accuracy_draws_agree_with_scipy_on_one_stratum():
     gold = rng.integers(0, 3, 300)
     a = np.where(rng.random(300) < 0.60, gold, (gold + 1) % 3)
     b = np.where(rng.random(300) < 0.55, gold, (gold + 2) % 3)
-    stratum = paired.Stratum(1, "de", gold, a, b)
-    got = paired.paired_effect([stratum], "accuracy", {"de": ["de"]}, 9999, "t")["de"]
+    stratum = paired.Stratum(1, "de", gold, a, b, np.arange(300))
+    shares = kinds.get("classification").example_scores("accuracy")
+    got = paired.paired_effect([stratum], "accuracy", {"de": ["de"]}, 9999, "t", shares)["de"]
     ca, cb = (a == gold).astype(float), (b == gold).astype(float)
     assert got["diff"] == pytest.approx(100 * (ca.mean() - cb.mean()))
     ref = stats.permutation_test(
@@ -343,9 +357,11 @@ def test_correlation_draws_agree_with_scipy_on_one_stratum(metric: str):
     a = 2.0 + 0.01 * (gold + rng.normal(0, 1.5, 250))  # tiny spread around 2, like an undertrained model
     b = 10 * (gold + rng.normal(0, 1.9, 250))
     corr = stats.pearsonr if metric == "pearson" else stats.spearmanr
-    got = paired.paired_effect([paired.Stratum(1, "de", gold, a, b)], metric, {"de": ["de"]}, 4999, "t")["de"]
+    got = paired.paired_effect(
+        [paired.Stratum(1, "de", gold, a, b, np.arange(250))], metric, {"de": ["de"]}, 4999, "t"
+    )["de"]
     assert got["diff"] == pytest.approx(100 * (corr(gold, a)[0] - corr(gold, b)[0]))
-    za, zb = paired._standardize(a, metric), paired._standardize(b, metric)
+    za, zb = (paired._z(stats.rankdata(x) if metric == "spearman" else x) for x in (a, b))
 
     def swapped(x, y, axis):
         diff = 100 * (
@@ -380,9 +396,9 @@ def test_correlation_swap_test_holds_its_level_under_the_null():
         gold = rng.uniform(0, 5, 120)
         a, b = 2.0 + 0.01 * (gold + rng.normal(0, 2, 120)), 10 * (gold + rng.normal(0, 2, 120))
         p_values.append(
-            paired.paired_effect([paired.Stratum(1, "de", gold, a, b)], "pearson", {"de": ["de"]}, 199, f"null{i}")[
-                "de"
-            ]["p_value"]
+            paired.paired_effect(
+                [paired.Stratum(1, "de", gold, a, b, np.arange(120))], "pearson", {"de": ["de"]}, 199, f"null{i}"
+            )["de"]["p_value"]
         )
     assert 0.04 <= np.mean(np.array(p_values) < 0.1) <= 0.18
 
@@ -481,23 +497,27 @@ def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
         "trainer.eval_examples=64",
         "task=mnli",
     ]
-    metrics = {}
+    metrics, record = {}, {}
     for order in ("none", "english_first", "multilingual_first"):
         for seed in (1, 2):
-            metrics[(order, seed)] = run_demo_cell(cache_dir, results, f"order={order}", f"seed={seed}", *steps)[0]
+            metrics[(order, seed)], record[(order, seed)] = run_demo_cell(
+                cache_dir, results, f"order={order}", f"seed={seed}", *steps
+            )
     script = ROOT / "scripts" / "make_tables.py"
+    # 8 target steps leave most of these cells degenerate (one class everywhere): put them into the means here
+    everything = (*PLAIN, "--include-degenerate")
     out = subprocess.run(
-        [sys.executable, str(script), "--results", str(results), "--resamples", "999", *PLAIN],
+        [sys.executable, str(script), "--results", str(results), "--resamples", "999", *everything],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         check=False,
     )
     assert out.returncode == 0, out.stderr
-    assert "6 records, 0 missing, 0 skipped" in out.stdout
+    assert "6 records" in out.stdout and "included in the means), 0 missing, 0 skipped" in out.stdout
     tables = results / "tables"
     cli_out = tmp_path / "cli"
-    cli = xorder_cli("report", "--results", str(results), "--out", str(cli_out), "--resamples", "999", *PLAIN)
+    cli = xorder_cli("report", "--results", str(results), "--out", str(cli_out), "--resamples", "999", *everything)
     assert cli.returncode == 0, cli.stderr
     for name in ("summary.csv", "order_effect.csv", "tables.md", "tables.tex"):
         assert (tables / name).read_bytes() == (cli_out / name).read_bytes()
@@ -518,10 +538,25 @@ def test_demo_records_from_the_pipeline(cache_dir: Path, tmp_path: Path):
             assert float(effect[lang][order]) == pytest.approx(
                 float(summary[(order, "en_dev", "test", lang, "accuracy")]["mean"]), abs=1e-4
             )
-        assert 0 <= float(effect[lang]["p_value"]) <= 1 and effect[lang]["n_seeds"] == "2"
+        assert effect[lang]["n_seeds"] == "2"
+        # a language where every compared record predicts one class (so its notes say) has no learned model
+        constant = all(
+            any(note.startswith(f"test/{lang}: every en_dev prediction is") for note in metrics[(order, s)]["notes"])
+            for order in ("english_first", "multilingual_first")
+            for s in (1, 2)
+        )
+        assert effect[lang]["learned"] == str(not constant)
+        assert effect[lang]["p_value"] == "" if constant else 0 <= float(effect[lang]["p_value"]) <= 1
+    # every prediction names its source item: the synthetic test set's translations share theirs
+    frame = pd.read_parquet(record[("english_first", 1)] / "predictions.parquet")
+    items = frame[(frame["selection"] == "en_dev") & (frame["split"] == "test")].groupby("language")["item"].agg(list)
+    assert len(items) == len(languages) and all(got == items.iloc[0] for got in items)
+    assert effect["avg"]["clusters"] == "aligned" and effect["avg"]["n_items"] == str(len(items.iloc[0]))
+    assert int(effect["avg"]["n_examples"]) == 2 * len(languages) * len(items.iloc[0])
     md = (tables / "tables.md").read_text()
-    main = md_table(md, "pawsx · tiny · test · accuracy (en_dev selection): mean ± std")
-    assert list(main) == [
+    main = md_table(md, "pawsx (data: synthetic) · tiny · test · accuracy (en_dev selection): mean ± std")
+    # 8 steps: rows may carry the marks of unlearned stages (§) and degenerate records (∅) after their order
+    assert [(tasks, multilingual, order.split()[0]) for tasks, multilingual, order in main] == [
         ("none", "-", "none"),
         ("mnli", "translate_train", "english_first"),
         ("mnli", "translate_train", "multilingual_first"),
@@ -535,16 +570,39 @@ def test_multilingual_only_mlm_cells_are_not_expected_under_a_task():
     from xorder.report.grid import missing_cells
 
     rows = [
-        ("sts", "m", "translate_train", "multilingual_only", "xnli", 1),
-        ("sts", "m", "mlm", "multilingual_only", "none", 1),
-        ("sts", "m", "translate_train", "multilingual_only", "xnli", 2),
-        ("sts", "m", "mlm", "english_first", "xnli", 1),
-        ("sts", "m", "translate_train", "english_first", "xnli", 1),
+        ("sts", "hub", "m", "translate_train", "multilingual_only", "xnli", 1),
+        ("sts", "hub", "m", "mlm", "multilingual_only", "none", 1),
+        ("sts", "hub", "m", "translate_train", "multilingual_only", "xnli", 2),
+        ("sts", "hub", "m", "mlm", "english_first", "xnli", 1),
+        ("sts", "hub", "m", "translate_train", "english_first", "xnli", 1),
     ]
-    cells = pd.DataFrame(rows, columns=["target", "model", "multilingual", "order", "tasks", "seed"])
+    cells = pd.DataFrame(rows, columns=["target", "data", "model", "multilingual", "order", "tasks", "seed"])
     missing = missing_cells(cells)
     assert sorted(map(tuple, missing[["order", "multilingual", "tasks", "seed"]].values.tolist())) == [
         ("english_first", "mlm", "xnli", 2),
         ("english_first", "translate_train", "xnli", 2),
         ("multilingual_only", "mlm", "none", 2),
     ]
+
+
+def test_a_target_read_from_other_data_is_another_cell_tabled_apart(tmp_path: Path):
+    """The demo (synthetic PAWS-X) and `demo_pawsx_real` (PAWS-X from XTREME's files) in one results directory:
+    two test sets, so two sets of tables, each labelled with its data; neither record is a duplicate."""
+    results = tmp_path / "results"
+    for variant, shift in (("synthetic-f33ec026", 0.0), ("xtreme+synthetic-0a1b2c3d", 7.0)):
+        for order in ("none", "english_first"):
+            scores = {"en_dev": {"test": {lang: {"accuracy": 50.0 + shift + len(order)} for lang in LANGS}}}
+            write_record(results, order, 1, scores, variant=variant)
+    write_record(results, "none", 1, {"en_dev": {"test": {"de": {"accuracy": 1.0}}}}, variant="synthetic-ffffffff")
+    warnings = io.StringIO()
+    done = report.build(results, tmp_path / "tables", resamples=9, stream=warnings)
+    assert done["records"] == 4 and done["skipped"] == 1  # another settings variant of a cell: still one cell
+    assert "synthetic-ffffffff/seed1: duplicate of the record in" in warnings.getvalue()
+    md = (tmp_path / "tables" / "tables.md").read_text()
+    synthetic = md_table(md, "PAWS-X (data: synthetic) · tiny · test · accuracy (en_dev selection): mean")
+    real = md_table(md, "PAWS-X (data: xtreme) · tiny · test · accuracy (en_dev selection): mean")
+    row = ("MNLI", "Translate-train", "English-first")
+    assert synthetic[row]["de"] == "**63.00**" and real[row]["de"] == "**70.00**"  # bold: the best of its column
+    assert synthetic[("-", "-", "Baseline (none)")]["de"] == "54.00"
+    summary = pd.read_csv(tmp_path / "tables" / "summary.csv")
+    assert set(summary["data"]) == {"synthetic", "xtreme"}

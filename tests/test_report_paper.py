@@ -169,7 +169,7 @@ def test_accuracy_bars_show_chance_from_the_classes_else_the_baseline_mean(grid:
         [seed_mean("none", lang) for lang in ("de", "en", "fr")]
         + [view.get(("none", "-", "none"), c)[0] for c in (AVG, AVG_NON_EN)]
     )
-    pearson = View(view.target, view.model, view.split, "pearson", view.languages, view.rows, view.means)
+    pearson = View(view.target, view.data, view.model, view.split, "pearson", view.languages, view.rows, view.means)
     fig = plots.bar_plots(pearson, RAW, classes=2)["pawsx-tiny-test-mnli---bars"]
     assert not any("chance" in t or "Baseline" in t for t in legend_texts(fig))
 
@@ -253,7 +253,7 @@ def test_every_packaged_task_cites_its_dataset(name: str):
 def test_compare_chooses_the_pair_of_the_order_effect(grid: Path, tmp_path: Path, no_plots: None):
     md = report(grid, tmp_path / "out", "--compare", "english_only,english_first", *PLAIN)
     rows = {r["language"]: r for r in read_csv(tmp_path / "out" / "order_effect.csv")}
-    assert list(next(iter(rows.values())))[10:12] == ["english_only", "english_first"]
+    assert list(next(iter(rows.values())))[13:15] == ["english_only", "english_first"]
     for lang in ("de", "en", "fr"):  # english_only has no multilingual variant: it pairs with translate_train
         assert float(rows[lang]["diff"]) == pytest.approx(
             seed_mean("english_only", lang) - seed_mean("english_first", lang), abs=5e-5

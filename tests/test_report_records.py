@@ -10,11 +10,21 @@ import statistics
 from contextlib import redirect_stdout
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from test_report import PLAIN, grid_scores, md_table, read_csv, run_report, value, write_record
+from test_report import (
+    PLAIN,
+    classification_predictions,
+    grid_scores,
+    md_table,
+    read_csv,
+    run_report,
+    value,
+    write_record,
+)
 
-from xorder.records import SELECTIONS
+from xorder.records import CONSTANT_NOTE, SELECTIONS
 from xorder.report import plots
 from xorder.report.aggregate import SUMMARY_COLUMNS
 from xorder.report.names import RAW
@@ -268,11 +278,26 @@ def test_average_selection_stands_beside_the_other_selections():
     means = {"en_dev": 60.0, "oracle": 64.0, "last": 58.5, "average": 61.25}
     for selection, mean in means.items():
         rows.append(
-            ("pawsx", "tiny", row[1], row[2], row[0], selection, "test", "avg_non_en", "accuracy", 2, mean, 1.0, "1;2")
+            (
+                "pawsx",
+                "",
+                "tiny",
+                row[1],
+                row[2],
+                row[0],
+                selection,
+                "test",
+                "avg_non_en",
+                "accuracy",
+                2,
+                mean,
+                1.0,
+                "1;2",
+            )
         )
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     view = View(
-        "pawsx", "tiny", "test", "accuracy", ["de", "avg_non_en"], [row], {(*row, "avg_non_en"): (60.0, 1.0, 2)}
+        "pawsx", "", "tiny", "test", "accuracy", ["de", "avg_non_en"], [row], {(*row, "avg_non_en"): (60.0, 1.0, 2)}
     )
     table = selections_table(view, Look(RAW, PLAIN_STYLE), summary)
     assert table.columns[3:] == ["en_dev", "oracle", "last", "average"]
@@ -290,3 +315,50 @@ def test_average_selection_from_records(tmp_path: Path):
     md, _ = report(results, tmp_path / "t")
     table = md_table(md, "checkpoint selection, avg_non_en")
     assert list(table[("mnli", "translate_train", "english_first")])[3:] == ["en_dev", "oracle", "last", "average"]
+
+
+def test_a_column_where_no_compared_cell_learned_gets_no_best_no_difference_and_no_interval(tmp_path: Path):
+    """In de every cell predicts one class (a different one for the baseline, so the column's numbers differ): no
+    bold best there, and the Δ and order-effect rows say "no learned model"; en learned and keeps all of it."""
+    results, n = tmp_path / "results", 40
+    gold = np.random.default_rng(0).integers(0, 2, n)
+    for order in TRIO:
+        for seed in (1, 2):
+            rng = np.random.default_rng([seed, len(order)])
+            constant = 1 if order == "none" else 0
+            right = {"de": gold == constant, "en": rng.random(n) < 0.5 + 0.1 * TRIO.index(order)}
+            frame = classification_predictions(right, gold)
+            frame["item"] = frame["id"]
+            scores = {"en_dev": {"test": {lang: {"accuracy": 100 * r.mean()} for lang, r in right.items()}}}
+            note = f"test/de: every en_dev prediction is {constant} ({CONSTANT_NOTE})"
+            write_record(results, order, seed, scores, predictions=frame, notes=[note])
+    out = tmp_path / "t"
+    assert run_report("--results", str(results), "--out", str(out), "--resamples", "49", "--raw-names")[0] == 0
+    md = (out / "tables.md").read_text()  # numbers as in a paper: bold best, a real minus sign
+    main = md_table(md, "mean ± std")
+    assert not any(row["de"].startswith("**") for row in main.values())
+    assert any(row["en"].startswith("**") for row in main.values())
+    delta = md_table(md, "Δ against")
+    assert {row["de"] for row in delta.values()} == {"no learned model"}
+    assert all(row["en"].strip("*")[0] in "+−" for row in delta.values())
+    effect = md_table(md, "order effect")
+    assert effect[("mnli", "translate_train", "de")]["95% CI"] == "no learned model"
+    assert effect[("mnli", "translate_train", "en")]["95% CI"].startswith("[")
+    assert effect[("mnli", "translate_train", "avg")]["95% CI"].startswith("[")  # en learned: the average is a number
+    learned = {r["language"]: r["learned"] for r in read_csv(out / "order_effect.csv")}
+    assert learned["de"] == "False" and learned["en"] == learned["avg"] == "True"
+    assert md.count("no learned model: every compared cell predicts one value there") == 2  # Δ and order effect
+    assert "Bold: the best value of each column, among the cells that learned a model there" in md
+
+
+def test_a_head_that_did_not_learn_marks_every_language_of_its_record():
+    from xorder.report.load import _no_learned_model
+
+    notes = [
+        "test/de: every en_dev prediction is 1 (a constant prediction: the model learned nothing there)",
+        "sts17/en-en: every en_dev prediction is 2.5 (a constant prediction: the model learned nothing there)",
+        "dev/en: the en_dev predictions are no closer to the gold scores than their mean is (R² -0.20); its "
+        "correlations are artifacts: the regression head has not learned (train the target longer: ...)",
+        "test/en: 3 of 100 pairs excluded from evaluation (3 in the target's training data)",
+    ]
+    assert _no_learned_model(notes) == [("test", "de"), ("sts17", "en-en"), ("*", "*")]

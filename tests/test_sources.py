@@ -645,7 +645,16 @@ def test_demo_pawsx_real_trains_on_english_dev_head_and_scores_every_language_on
 
     predictions = pd.read_parquet(record / "predictions.parquet")
     ids = predictions[(predictions.selection == "en_dev") & (predictions.language == "de")]["id"]
-    assert len(ids) == 500 and ids.iloc[0] == "dev-de-1501"  # rows 1501-2000 only: never a training pair's translation
+    # rows 1501-2000 only (never a training pair's translation), less the translations of the English dev pairs that
+    # PAWS-X repeats in the English training rows, which the record notes name
+    assert ids.str.removeprefix("dev-de-").astype(int).between(1501, 2000).all()
+    (selection,) = [n for n in metrics["notes"] if n.startswith("dev/en:") and "kept" in n]
+    repeated = int(selection.split()[1])
+    assert repeated > 0 and "the target's training data" in selection
+    assert len(ids) == 500 - repeated
+    assert f"dev/de: {repeated} of 500 pairs excluded from evaluation ({repeated} translations" in " ".join(
+        metrics["notes"]
+    )
 
 
 @pytest.mark.slow
@@ -677,11 +686,12 @@ def test_same_shaped_synthetic_splits_of_two_tasks_never_share_a_fingerprint(cac
 @pytest.mark.slow
 def test_sts17_pairs_that_are_in_the_selection_set_are_excluded_from_evaluation(shared_data: Path, cache_dir: Path):
     """STS 2017's en-en track is 125 pairs of STS-B dev (the en_dev selection set) and 125 of STS-B test: the
-    shared pairs leave the evaluation set, with a note. STS-B's own test set repeats 12 training pairs and 4 dev
-    pairs (one is in both): they leave too. Nothing else does."""
-    from xorder import tiny
+    shared pairs leave the evaluation set, with a note, and the others are noted as STS-B test pairs. STS-B's own
+    test set repeats 12 training pairs and 4 dev pairs (one is in both): they leave too, and so do their
+    translations in every other language (stsb_multi_mt is row-aligned). Nothing else does."""
     from xorder.data.stage import DataSettings, prepare
-    from xorder.model import load_tokenizer
+    from xorder.encoders import tiny
+    from xorder.pipeline.model import load_tokenizer
 
     cfg = to_typed(
         compose("experiment=demo_sts_real", f"data_root={shared_data}", "order=none", f"cache_dir={cache_dir}")
@@ -691,11 +701,24 @@ def test_sts17_pairs_that_are_in_the_selection_set_are_excluded_from_evaluation(
     sizes = {(ev.split, ev.language): len(ev.examples) for ev in data.evals}
     assert sizes[("sts17", "en-en")] == 125
     assert sizes[("sts17", "es-es")] == 250 and sizes[("dev", "en")] == 1500 and sizes[("test", "en")] == 1364
-    assert sizes[("test", "de")] == 1379
-    assert data.notes == [
-        "test/en: 15 of 1379 pairs excluded from evaluation (12 in its training data and 4 in its selection data)",
-        "sts17/en-en: 125 of 250 pairs excluded from evaluation (125 in its selection data)",
-    ]
+    assert sizes[("test", "de")] == sizes[("test", "zh")] == 1364
+    items = {(ev.split, ev.language): ev.examples["item"] for ev in data.evals}
+    assert items[("test", "de")] == items[("test", "en")]  # the same source pairs, in the same order
+    test_notes = [n for n in data.notes if n.startswith("test/")]
+    assert (
+        "test/en: 15 of 1379 pairs excluded from evaluation (12 in the target's training data; 4 in the "
+        "target's selection data)" in test_notes
+    )
+    assert (
+        "test/de: 15 of 1379 pairs excluded from evaluation (15 translations of pairs excluded in another "
+        "language)" in test_notes
+    )
+    assert "sts17/en-en: 125 of 250 pairs excluded from evaluation (125 in the target's selection data)" in data.notes
+    assert (
+        "sts17/en-en: 125 of its 125 evaluation pairs are pairs of test/en too (the same source pairs: not "
+        "independent evidence)" in data.notes
+    )
+    assert not [n for n in data.notes if n.startswith(("sts17/es", "sts17/ar", "sts17/tr"))]
 
 
 def test_two_local_hub_folders_of_the_same_name_are_read_apart(tmp_path: Path, cache_dir: Path):

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from conftest import run_demo_cell
-from xorder import lexicon
+from xorder import kinds
 from xorder.data import synthetic
+from xorder.kinds import lexicon
 
 PAWSX = ["de", "en", "es", "fr", "ja", "ko", "zh"]
 KINDS = {
@@ -21,6 +22,10 @@ KINDS = {
     "ccg": "tagging",
     "mlm": "mlm",
 }
+
+
+def test_every_registered_kind_has_a_synthetic_task_here():
+    assert set(KINDS.values()) == set(kinds.names())
 
 
 @pytest.mark.parametrize("task", sorted(KINDS))

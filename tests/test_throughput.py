@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xorder.throughput import flops_per_token
+from xorder.pipeline.throughput import flops_per_token
 
 
 def _xlmr_config():
@@ -49,7 +49,7 @@ def test_flops_leave_out_the_pooler_of_a_bare_encoder():
 def _summary(warm, device="cpu"):
     import torch
 
-    from xorder.throughput import summarize
+    from xorder.pipeline.throughput import summarize
 
     backbone = torch.nn.Linear(2, 2)
     return summarize(
@@ -83,7 +83,7 @@ def test_no_steady_rate_without_a_window_after_the_first():
 def test_the_steady_mfu_uses_the_same_count_as_the_whole_stage(monkeypatch):
     import torch
 
-    from xorder import throughput
+    from xorder.pipeline import throughput
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
     monkeypatch.setattr(throughput, "flops_per_token", lambda backbone, mean_length: 1e9)

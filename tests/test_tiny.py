@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from xorder import tiny
+from xorder.encoders import tiny
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -45,7 +45,7 @@ def test_a_built_folder_is_shared_whatever_the_saver_made(tmp_path: Path):
     import os
     import stat
 
-    from xorder.fileio import build_once
+    from xorder.storage.integrity import Digests, build_once
 
     def build(out: Path) -> None:
         (out / "sub").mkdir(mode=0o700)
@@ -55,7 +55,7 @@ def test_a_built_folder_is_shared_whatever_the_saver_made(tmp_path: Path):
 
     umask = os.umask(0o022)
     try:
-        target = build_once(tmp_path / "model", build)
+        target = build_once(tmp_path / "model", build, Digests(tmp_path))
     finally:
         os.umask(umask)
     for item in [target, *target.rglob("*")]:

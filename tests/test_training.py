@@ -12,11 +12,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import demo_overrides, fresh_cache, run_demo_cell, xorder_cli
-from xorder import records, tiny
+from conftest import compose, demo_overrides, fresh_cache, run_demo_cell, xorder_cli
+from xorder import records
+from xorder.cell import identify
 from xorder.data.batching import LengthGroupedBatchSampler
+from xorder.encoders import tiny
 from xorder.errors import XorderError
-from xorder.stage_cache import StageDir
+from xorder.pipeline.stage_cache import StageDir
 
 FAST = (
     "trainer.intermediate.max_steps=12",
@@ -82,27 +84,49 @@ def test_a_target_run_records_throughput_the_average_and_tensorboard(cache_dir: 
     key = next(k for k in after if k.endswith("word_embeddings.weight"))
     assert torch.equal(before[key], after[key])
     assert not all(torch.equal(before[k], after[k]) for k in after if k in before and "encoder" in k)
-    # TensorBoard's event files in the record: loss, lr, per-language scores, selected scores, throughput
-    events = EventAccumulator(str(record / "tracking"))
+    # TensorBoard's event files under the record's runs/, with the names of the HF Trainer, one run per cell
+    events = EventAccumulator(str(record / "runs" / "xorder"))
     events.Reload()
     tags = set(events.Tags()["scalars"])
     assert {
-        "english/loss",
-        "english/lr",
-        "target/loss",
-        "target/dev/de/accuracy",
-        "target/test/zh/accuracy",
+        "train/loss",
+        "train/learning_rate",
+        "eval/english/en/accuracy",  # an intermediate stage's evaluations, apart from the target's
+        "eval/de/accuracy",
+        "test/zh/accuracy",
         "selected/average/test/de/accuracy",
         "throughput/target/samples_per_second",
     } <= tags
-    assert [e.step for e in events.Scalars("target/dev/en/accuracy")] == [4, 8, 12]
+    # the cell's steps: the target's evaluations follow the English stage's 12 steps
+    assert [e.step for e in events.Scalars("eval/en/accuracy")] == [16, 20, 24]
+    assert [e.step for e in events.Scalars("train/loss")] == [4, 8, 12, 16, 20, 24]
+
+
+def test_a_cell_is_one_tracker_run_named_grouped_and_tagged_by_its_axes():
+    from xorder.pipeline import tracking
+
+    cfg = compose("experiment=demo", "seed=3")
+    seen: dict = {}
+
+    class Accelerator:
+        def init_trackers(self, project: str, config: dict, init_kwargs: dict) -> None:
+            seen.update(project=project, config=config, **init_kwargs)
+
+    tracking.start(Accelerator(), identify(cfg))
+    name = identify(cfg).path
+    assert name.endswith("/seed3") and seen["project"] == "xorder"
+    assert seen["wandb"]["name"] == seen["mlflow"]["run_name"] == name
+    assert seen["wandb"]["group"] == seen["mlflow"]["tags"]["group"] == name.removesuffix("/seed3")
+    assert {"target=pawsx", "order=english_first", "tasks=mnli", "model=tiny", "seed=3"} <= set(seen["wandb"]["tags"])
+    assert seen["mlflow"]["tags"]["multilingual"] == "translate_train"
+    assert seen["config"]["trainer.lr"] == 1e-3  # the science config, flat, as trackers take it
 
 
 @pytest.mark.slow
 def test_a_tracker_without_its_package_stops_with_the_pip_command(
     cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from xorder import tracking
+    from xorder.pipeline import tracking
 
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(XorderError, match=r"trainer.trackers names mlflow, but .* pip install mlflow"):
@@ -156,7 +180,7 @@ def test_a_joint_stage_trains_the_steps_of_both_sequential_stages(cache_dir: Pat
 
 
 def test_micro_batches_are_the_largest_that_fit_and_add_up_to_the_effective_batch():
-    from xorder.batch_plan import split
+    from xorder.pipeline.batch_plan import split
 
     assert split(32, 1, lambda n: n <= 12) == (8, 4)  # 12 fits, but only divisors of 32 add up to it
     assert split(32, 2, lambda n: True) == (16, 1)
@@ -226,17 +250,18 @@ def test_one_evaluation_is_its_own_average_without_a_second_pass(
 ):
     """With target.evaluations=1 the averaged checkpoint is the final model: its scores are the last evaluation's
     and the evaluation sets are not predicted again (a second full pass cost the real study a third of a cell)."""
-    from xorder import train
+    from xorder.pipeline import train
 
-    passes: list[str] = []
+    predicted: list[tuple[str, int]] = []  # (stage, position in data.evals) of every set predicted
     predict = train._Run._predict
 
-    def counted(self: train._Run) -> list:
-        passes.append(self.stage.name)
-        return predict(self)
+    def counted(self: train._Run, chosen: list[int]) -> list:
+        predicted.extend((self.stage.name, i) for i in chosen)
+        return predict(self, chosen)
 
     monkeypatch.setattr(train._Run, "_predict", counted)
     cache = fresh_cache(cache_dir, tmp_path / "cache")
     metrics, _ = run_demo_cell(cache, tmp_path / "results", "order=none", *FAST, "target.evaluations=1")
-    assert passes == ["target"]
+    sets = sorted(i for _, i in predicted)
+    assert {stage for stage, _ in predicted} == {"target"} and sets == list(range(len(sets))) and len(sets) > 1
     assert metrics["scores"]["average"] == metrics["scores"]["last"]

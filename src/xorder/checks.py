@@ -11,7 +11,7 @@ the value and what is valid) for the first problem found.
   be writable by other users.
 - `HydraCallback`: both run in the launching process through Hydra's `on_run_start` /
   `on_multirun_start`, i.e. after composition but before Hydra creates any output directory or a
-  launcher submits a job (`xorder.app.launch` registers it).
+  launcher submits a job (conf/config.yaml registers it under hydra.callbacks).
 
 Pure checks: nothing is created or written. Only the standard library, omegaconf and the schema are
 imported here (`xorder run` of a finished cell must stay fast and never import torch).
@@ -23,6 +23,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import re
 import sys
 import typing
 from collections.abc import Iterable
@@ -30,34 +31,44 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from xorder.config import XorderConfig
+from xorder import config as schema
+from xorder.config import ALIGNMENTS, XorderConfig
 from xorder.errors import EXIT_USER_ERROR, XorderError
+from xorder.plan import MLM, reads
 
-PRECISIONS = ("auto", "bf16", "fp16", "no")
-SAMPLINGS = ("proportional", "temperature", "uniform")
-TRACKERS = ("tensorboard", "mlflow", "wandb")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")  # torch.compile's modes
-MULTILINGUAL_KINDS = ("translate_train", "mlm")
-STAGES = ("english", "multilingual", "joint")
+TRACKERS = schema.choices(schema.TrainerConfig, "trackers")
+STAGES = schema.choices(schema.OrderConfig, "stages")
 MIN_SYNTHETIC_EXAMPLES = 16  # the synthetic generator's smallest split (data/synthetic.py)
 # Integer settings that count something (steps, examples, tokens): at least 1, at trainer level and in every
 # phase (trainer.intermediate / multilingual / target) that sets its own.
 COUNTS = ("batch_size", "grad_accum", "eval_every", "save_every", "max_length", "eval_batch_size", "log_every")
 PHASES = ("intermediate", "multilingual", "target")
-CALLBACK_OVERRIDE = "+hydra.callbacks.xorder_checks._target_=xorder.checks.HydraCallback"
 
 
 # ----------------------------------------------------------------------------------------------- config
+
+FORBIDDEN = ("/", "\\", "\0")  # a name with these would not be one folder of the record path
 
 
 def config(cfg: DictConfig | XorderConfig) -> None:
     """Raise XorderError for the first problem of the composed config (see the module docstring)."""
     if isinstance(cfg, DictConfig):
         _keys(cfg, XorderConfig, "")
+    names(cfg)
     _trainer(cfg)
     _top(cfg)
     _specs(cfg)
     _languages(cfg)
+    _model(cfg)
+
+
+def _model(cfg: Any) -> None:
+    """A built-in model whose weights come from a package needs that package before any work, not after the run's
+    first log lines."""
+    if cfg.model.path == "builtin:me5_small":
+        from xorder.encoders import me5
+
+        me5.source_file()
 
 
 def _show(value: Any) -> str:
@@ -112,6 +123,31 @@ def _opt(node: Any, key: str) -> Any:
         return None
 
 
+# ------------------------------------------------------------------------------------------- names
+
+
+def names(cfg: Any) -> None:
+    """Every name that becomes a folder of a record's path (results_dir/<target>/<order>/<tasks>/<multilingual>/
+    <model>/<variant>/seed<k>, the variant built from source names) is one plain folder name: no separator, not
+    `.` or `..`, so that no override can make a record land outside results_dir."""
+    found = [
+        ("model.name", cfg.model.name),
+        ("order.name", cfg.order.name),
+        ("multilingual.name", cfg.multilingual.name),
+        *((f"task.{key}", key) for key in cfg.task),
+    ]
+    for key, spec in _tables(cfg):
+        found.append((f"{key}.name", spec.name))
+        found += [(f"{key}.sources.{name}", name) for name in spec.sources]
+        found += [(f"{key}.translations.{name}", name) for name in spec.translations]
+    if cfg.data.source is not None:
+        found.append(("data.source", cfg.data.source))
+    for key, name in found:
+        name = str(name)
+        if not name or name in (".", "..") or any(ch in name for ch in FORBIDDEN):
+            raise _bad(key, name, "it names a folder of the record path: no / or \\, and not . or .. (e.g. my_model)")
+
+
 # ------------------------------------------------------------------------------------- unknown keys
 
 
@@ -137,13 +173,37 @@ def _keys(node: DictConfig, cls: type, path: str) -> None:
         if not path and key == "hydra":
             continue  # Hydra's own settings: validated by Hydra
         if key not in fields:
-            where = path.rstrip(".") or "the top level"
-            close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.6)
-            hint = f"did you mean {' or '.join(path + c for c in close)}? " if close else ""
-            raise XorderError(
-                f"unknown key {path}{key} (given as +{path}{key}=...): {hint}valid keys of {where}: {', '.join(fields)}"
-            )
+            raise unknown_key(path, key, cls, f" (given as +{path}{key}=...)")
         _descend(node._get_node(key), fields[key], f"{path}{key}")
+
+
+def unknown_key(path: str, key: str, cls: type, given: str = "") -> XorderError:
+    """One line for a key the schema does not know: the key (`path` is its parent's, dotted), where it was given,
+    the closest valid keys and every valid key of its parent."""
+    fields = _fields(cls)
+    where = path.rstrip(".") or "the top level"
+    close = difflib.get_close_matches(key, list(fields), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(path + c for c in close)}? " if close else ""
+    return XorderError(f"unknown key {path}{key}{given}: {hint}valid keys of {where}: {', '.join(fields)}")
+
+
+# OmegaConf's words for a key its structured config lacks; Hydra prefixes "In 'group/option':" when a yaml file
+# holds it, and says "To append to your config use +KEY" (wrong advice here: the schema has no such key) otherwise
+_UNKNOWN = re.compile(r"Key '([^']+)' not in '(\w+)'\s+full_key: (\S+)")
+_IN_FILE = re.compile(r"^In '([^']+)':")
+
+
+def composition_error(err: BaseException) -> XorderError | None:
+    """xorder's line for a composition error that is a key the schema does not know (a misspelt override, or a
+    misspelt key in a yaml file of one's own); None for any other error (Hydra's own message then stands)."""
+    text = "\n".join(str(e) for e in (err, err.__cause__) if e is not None)
+    match = _UNKNOWN.search(text)
+    cls = getattr(schema, match.group(2), None) if match else None
+    if match is None or not dataclasses.is_dataclass(cls):
+        return None
+    key, full = match.group(1), match.group(3)
+    source = _IN_FILE.search(str(err))
+    return unknown_key(full[: -len(key)], key, cast(type, cls), f" (in {source.group(1)}.yaml)" if source else "")
 
 
 def _descend(child: Any, tp: Any, path: str) -> None:
@@ -176,18 +236,16 @@ def _trainer(cfg: Any) -> None:
     _at_least("trainer.weight_decay", trainer.weight_decay, 0)
     _at_least("trainer.max_grad_norm", trainer.max_grad_norm, 0, " (0: no clipping)")
     _at_least("trainer.patience", trainer.patience, 1, " (evaluations without improvement)")
-    _choice("trainer.precision", trainer.precision, PRECISIONS)
-    _choice("trainer.sampling", trainer.sampling, SAMPLINGS)
+    _choice("trainer.precision", trainer.precision, schema.choices(schema.TrainerConfig, "precision"))
+    _choice("trainer.sampling", trainer.sampling, schema.choices(schema.TrainerConfig, "sampling"))
     _greater("trainer.sampling_temperature", trainer.sampling_temperature, 0)
     for key in ("max_examples_per_task", "eval_examples"):
         if getattr(trainer, key) is not None:
             _at_least(f"trainer.{key}", getattr(trainer, key), 1, " (or null: no cap)")
     _at_least("trainer.num_workers", trainer.num_workers, 0)
-    _choice("trainer.joint_budget", trainer.joint_budget, ("matched", "sum"))
-    if trainer.compile is not None:
-        _choice("trainer.compile", trainer.compile, COMPILE_MODES)
-    if trainer.attention is not None:
-        _choice("trainer.attention", trainer.attention, ("sdpa", "eager", "flash_attention_2"))
+    for key in ("joint_budget", "target_model_selection", "compile", "attention"):  # compile, attention: or None
+        if getattr(trainer, key) is not None:
+            _choice(f"trainer.{key}", getattr(trainer, key), schema.choices(schema.TrainerConfig, key))
     for tracker in trainer.trackers:
         if tracker not in TRACKERS:
             raise _bad("trainer.trackers", trainer.trackers, f"{tracker!r} is not one of {', '.join(TRACKERS)}")
@@ -204,19 +262,21 @@ def _trainer(cfg: Any) -> None:
         for key in COUNTS:
             if _opt(phase, key) is not None:
                 _at_least(f"{prefix}.{key}", _opt(phase, key), 1, f" (or null: trainer.{key})")
-        if _opt(phase, "eval_examples") is not None:
-            _at_least(f"{prefix}.eval_examples", phase.eval_examples, 1, " (or null: trainer.eval_examples)")
+        for key in ("eval_examples", "max_examples_per_task"):
+            if _opt(phase, key) is not None:
+                _at_least(f"{prefix}.{key}", _opt(phase, key), 1, f" (or null: trainer.{key})")
 
 
 def _top(cfg: Any) -> None:
     _at_least("seed", cfg.seed, 0)
+    _at_least("cells_per_gpu", cfg.cells_per_gpu, 1, " (1: a GPU per cell)")
     _at_least("data.synthetic_examples", cfg.data.synthetic_examples, MIN_SYNTHETIC_EXAMPLES)
     stages = list(cfg.order.stages)
     for stage in stages:
         if stage not in STAGES:
             raise _bad("order.stages", stages, f"{stage!r} is not one of {', '.join(STAGES)}")
     variant = cfg.multilingual
-    _choice("multilingual.kind", variant.kind, MULTILINGUAL_KINDS)
+    _choice("multilingual.kind", variant.kind, schema.choices(schema.MultilingualConfig, "kind"))
     if cfg.target.epochs is not None:
         _greater("target.epochs", cfg.target.epochs, 0, " (or null: 3)")
     if cfg.target.evaluations is not None:
@@ -239,22 +299,13 @@ def _chosen(key: str, spec: Any, preferred: str | None, translations: bool) -> s
     """The name of the source (or translations) entry `spec` reads, checked against its table; None when it
     names none (tasks without translations: the multilingual stage reports that when it needs them)."""
     table = spec.translations if translations else spec.sources
-    field, default_field = (
-        ("translation_source", "default_translation_source") if translations else ("source", "default_source")
-    )
-    chosen, default = getattr(spec, field), getattr(spec, default_field)
+    chosen, field = schema.chosen_source(spec, preferred, translations)
     what = "machine-translated training data" if translations else "data source"
     owner = "the MLM text" if key == "multilingual.text" else f"{key.split('.')[0]} {spec.name}"
     rule = f"{owner} has no {what} named {{!r}} (available: {', '.join(table) or 'none'})"
-    if chosen is not None:
-        if chosen not in table:
-            raise _bad(f"{key}.{field}", chosen, rule.format(chosen))
-        return chosen
-    if preferred is not None and preferred in table:
-        return preferred
-    if default is not None and default not in table:
-        raise _bad(f"{key}.{default_field}", default, rule.format(default))
-    return default
+    if chosen is not None and chosen not in table:  # never the run-wide data.source: it is chosen only where it is
+        raise _bad(f"{key}.{field}", chosen, rule.format(chosen))
+    return chosen
 
 
 def _specs(cfg: Any) -> None:
@@ -262,14 +313,19 @@ def _specs(cfg: Any) -> None:
     known: set[str] = set()
     for key, spec in _tables(cfg):
         from xorder import kinds  # the kinds' metric tables (numpy), past the import of this module
+        from xorder.kinds.metrics import EXTERNAL
 
         _choice(f"{key}.kind", spec.kind, kinds.names())
-        metrics, valid = list(spec.metrics), tuple(kinds.get(spec.kind).metrics)
+        kind = kinds.get(spec.kind)
+        metrics, valid = list(spec.metrics), tuple(kind.metrics)
         if not metrics:
             raise _bad(f"{key}.metrics", metrics, f"needs at least one metric ({', '.join(valid or ['accuracy'])})")
-        for metric in metrics if valid is not None else []:
-            if metric not in valid:
-                raise _bad(f"{key}.metrics", metrics, f"{metric!r} is not a {spec.kind} metric ({', '.join(valid)})")
+        users = " or evaluate:<id or path>" if kind.user_metrics else ""
+        for metric in metrics:
+            if metric not in valid and not (users and metric.startswith(EXTERNAL) and len(metric) > len(EXTERNAL)):
+                raise _bad(
+                    f"{key}.metrics", metrics, f"{metric!r} is not a {spec.kind} metric ({', '.join(valid)}{users})"
+                )
         if spec.max_length is not None:
             _at_least(f"{key}.max_length", spec.max_length, 1, " (or null: trainer.max_length)")
         _at_least(f"{key}.doc_stride", spec.doc_stride, 1)
@@ -277,6 +333,9 @@ def _specs(cfg: Any) -> None:
             source = spec.sources[name]
             if source.max_examples is not None:
                 _at_least(f"{key}.sources.{name}.max_examples", source.max_examples, 1, " (or null: no cap)")
+            for where, node in [("", source), *((f".splits.{role}", source.splits[role]) for role in source.splits)]:
+                if node.aligned is not None:
+                    _choice(f"{key}.sources.{name}{where}.aligned", node.aligned, ALIGNMENTS)
         known |= set(spec.sources) | set(spec.translations)
     if preferred is not None and preferred not in known:
         raise _bad(
@@ -284,6 +343,13 @@ def _specs(cfg: Any) -> None:
             preferred,
             f"no task or target of this cell has that source "
             f"(valid: {', '.join(sorted(known))}, or null: each task's default)",
+        )
+    if cfg.trainer.save_target_model and kinds.get(cfg.target.kind).auto_class is None:
+        raise _bad(
+            "trainer.save_target_model",
+            True,
+            f"a {cfg.target.kind} target has no Hugging Face Auto class xorder saves it as (classification and "
+            "regression targets have one)",
         )
     for key, spec in _tables(cfg):
         _chosen(key, spec, preferred, translations=False)
@@ -297,7 +363,7 @@ def _specs(cfg: Any) -> None:
 @functools.lru_cache(maxsize=1)
 def _synthetic_languages() -> frozenset[str]:
     """What the synthetic generator and the tiny model know: their languages and STS-17 style pairs."""
-    from xorder.tiny import LANGUAGES  # standard library only
+    from xorder.encoders.tiny import LANGUAGES  # standard library only
 
     return frozenset(LANGUAGES) | frozenset(f"{a}-{b}" for a in LANGUAGES for b in LANGUAGES)
 
@@ -363,17 +429,17 @@ def _languages(cfg: Any) -> None:
 
 
 def _multilingual_sources(cfg: Any, preferred: str | None) -> list[tuple[str, Any]]:
-    """(description, source) of each stream of the multilingual stage."""
-    if cfg.multilingual.kind == "mlm":
-        text = cfg.multilingual.text
-        name = None if text is None else _chosen("multilingual.text", text, preferred, translations=False)
-        return [] if name is None else [(f"the {name} text of multilingual=mlm", text.sources[name])]
+    """(description, source) of each stream of the multilingual stage (`plan.reads`: what that stage reads)."""
     out = []
-    for task in cfg.task:
-        spec = cfg.task[task]
-        name = _chosen(f"task.{task}", spec, preferred, translations=True)
-        if name is not None:
-            out.append((f"task {task}'s {name} translations", spec.translations[name]))
+    for read in reads(cfg, "multilingual"):
+        mlm = read.variant == MLM
+        name = _chosen(read.key, read.spec, preferred, translations=not mlm)
+        if name is None:
+            continue
+        if mlm:
+            out.append((f"the {name} text of multilingual=mlm", read.spec.sources[name]))
+        else:
+            out.append((f"{read.key.replace('.', ' ', 1)}'s {name} translations", read.spec.translations[name]))
     return out
 
 
@@ -411,7 +477,7 @@ class HydraCallback:
 
     @staticmethod
     def _check(cfg: DictConfig) -> None:
-        from xorder.directories import writable
+        from xorder.runtime.directories import writable
 
         try:
             config(cfg)

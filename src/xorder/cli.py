@@ -3,11 +3,10 @@ each subcommand imports what it needs when it runs."""
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from collections.abc import Callable
 
+from xorder import console
 from xorder.errors import EXIT_USER_ERROR, XorderError
 
 
@@ -28,9 +27,9 @@ def _tasks(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         print(TASKS_HELP)
         return 0
-    from xorder import configs
+    from xorder import config_tree
 
-    print(configs.describe(args))
+    print(config_tree.describe(args))
     return 0
 
 
@@ -40,28 +39,35 @@ def _report(args: list[str]) -> int:
     return report.main(args)
 
 
+def _rank(args: list[str]) -> int:
+    from xorder import rank
+
+    return rank.main(args)
+
+
 def _status(args: list[str]) -> int:
-    from xorder import status
+    from xorder.grid import status
 
     return status.main(args)
 
 
 def _prepare(args: list[str]) -> int:
-    from xorder import prepare
+    from xorder.grid import prepare
 
     return prepare.main(args)
 
 
 def _cache(args: list[str]) -> int:
-    from xorder import cache
+    from xorder.grid import cache_command
 
-    return cache.main(args)
+    return cache_command.main(args)
 
 
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], int]]] = {
     "run": ("run one study cell, or a grid with -m; arguments are Hydra overrides", _run),
     "status": ("done / running / failed / missing cells and cached stages of a run or grid (-m)", _status),
     "prepare": ("download and cache the data and models a run (or a grid with -m) needs; check them offline", _prepare),
+    "rank": ("score candidate intermediate tasks for a target without training (semb, logme; --help)", _rank),
     "tasks": ("list tasks, targets, orders and multilingual variants with their languages", _tasks),
     "report": ("result tables, statistics and plots from the run records in results/ (--help)", _report),
     "cache": ("the stage cache: list stages with size, age and the records using them; clean it (--help)", _cache),
@@ -90,11 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # here, where a closed pipe can still be caught, not at interpreter exit
-        return code
+        return console.CLOSED_PIPE if console.pipe_closed() else code
     except BrokenPipeError:
         # the reader went away (`xorder tasks | head -1`): stop quietly, as other command-line tools do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
+        return console.closed_pipe()
 
 
 def _dispatch(argv: list[str]) -> int:

@@ -7,9 +7,27 @@ the wrong type fails at composition time, before any model or dataset is touched
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional, get_args, get_origin, get_type_hints
 
 from omegaconf import MISSING
+
+# The valid values of each choice, in one place: checks.py lists them in its messages (`choices` reads them off
+# the fields). OmegaConf 2.3 refuses a Literal annotation ("Unexpected type annotation"), so a field carries its
+# Literal inside Annotated[str, ...], which OmegaConf (reading the hints without extras) sees as a plain str.
+Precision = Literal["auto", "bf16", "fp16", "no"]
+Sampling = Literal["proportional", "temperature", "uniform"]
+Tracker = Literal["tensorboard", "mlflow", "wandb"]
+CompileMode = Literal["default", "reduce-overhead", "max-autotune"]  # torch.compile's modes
+Attention = Literal["sdpa", "eager", "flash_attention_2"]  # transformers' attention kernels
+JointBudget = Literal["matched", "sum"]
+TargetSelection = Literal["en_dev", "last", "average"]  # the selections that are one set of weights (not oracle)
+MultilingualKind = Literal["translate_train", "mlm"]
+StageName = Literal["english", "multilingual", "joint"]
+# How the rows of one split in different languages correspond (`aligned`): `id` (the source's ids name the source
+# item, the same in every language: PAWS-X), `row` (row k of every language's file is one item: stsb_multi_mt,
+# XNLI), `none` (each row is an item of its own). The report resamples items, with all their rows, as one.
+Alignment = Literal["id", "row", "none"]
+ALIGNMENTS: tuple[str, ...] = get_args(Alignment)
 
 
 @dataclass
@@ -23,6 +41,7 @@ class SplitConfig:
     languages: Optional[List[str]] = None
     columns: Optional[Dict[str, Any]] = None
     fields: Optional[List[str]] = None
+    aligned: Optional[Annotated[str, Alignment]] = None  # None: the source's own
 
 
 @dataclass
@@ -42,6 +61,9 @@ class SourceConfig:
     score_scale: float = 1.0  # multiply raw regression scores (e.g. 5.0 for STS scaled to 0-1)
     max_examples: Optional[int] = None  # cap on rows read per split and language (streamed corpora)
     splits: Dict[str, SplitConfig] = field(default_factory=dict)  # role (train/dev/test/...) -> split
+    # how its languages' rows correspond; None: `id` for the synthetic stand-in (example i is one meaning in every
+    # language), else `none`
+    aligned: Optional[Annotated[str, Alignment]] = None
 
 
 @dataclass
@@ -83,13 +105,13 @@ class ModelConfig:
 class OrderConfig:
     name: str = MISSING
     description: str = ""
-    stages: List[str] = field(default_factory=list)  # sequence of: english, multilingual, joint
+    stages: List[Annotated[str, StageName]] = field(default_factory=list)
 
 
 @dataclass
 class MultilingualConfig:
     name: str = MISSING
-    kind: str = MISSING  # translate_train | mlm
+    kind: Annotated[str, MultilingualKind] = MISSING
     description: str = ""
     languages: Optional[List[str]] = None  # None: every language the source has (translate_train only)
     max_examples_per_language: Optional[int] = None
@@ -107,13 +129,14 @@ class PhaseConfig:
     batch_size: Optional[int] = None
     grad_accum: Optional[int] = None
     eval_examples: Optional[int] = None  # None: trainer.eval_examples; the target: full sets unless set here
+    max_examples_per_task: Optional[int] = None  # None: trainer.max_examples_per_task
     early_stopping: bool = True
 
 
 @dataclass
 class TrainerConfig:
     name: str = MISSING
-    precision: str = "auto"  # auto | bf16 | fp16 | no
+    precision: Annotated[str, Precision] = "auto"
     lr: float = 1e-5
     weight_decay: float = 0.01
     adam_epsilon: float = 1e-8
@@ -129,24 +152,31 @@ class TrainerConfig:
     patience: int = 30
     save_every: int = 1000
     group_by_length: bool = True
-    sampling: str = "proportional"  # proportional | temperature | uniform
+    sampling: Annotated[str, Sampling] = "proportional"
     sampling_temperature: float = 2.0
     max_examples_per_task: Optional[int] = None
     freeze_embeddings: bool = False  # word embeddings get no gradient (small CPU studies: see README)
     log_every: int = 50
-    trackers: List[str] = field(default_factory=list)  # tensorboard | mlflow | wandb
+    trackers: List[Annotated[str, Tracker]] = field(default_factory=list)
     num_workers: int = 0
-    # speed switches: torch.compile of the encoder in one of its modes (default | reduce-overhead: with CUDA graphs |
-    # max-autotune; None: eager), and the attention kernel transformers uses (sdpa | eager | flash_attention_2; None:
-    # transformers' default). Both draw dropout differently: in the stage hash when set
-    compile: Optional[str] = None
-    attention: Optional[str] = None
+    # the target scores its test sets at every evaluation (test learning curves in the stage cache); false: only
+    # where a selection can land (best so far on a dev set, the last step, the average), for the same record
+    test_every_eval: bool = False
+    # speed switches: torch.compile of the encoder in one of its modes (reduce-overhead: with CUDA graphs; None:
+    # eager), and the attention kernel transformers uses (None: transformers' default). Both draw dropout
+    # differently: in the stage hash when set
+    compile: Optional[Annotated[str, CompileMode]] = None
+    attention: Optional[Annotated[str, Attention]] = None
     intermediate: PhaseConfig = field(default_factory=PhaseConfig)
     multilingual: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=1.0))
     target: PhaseConfig = field(default_factory=lambda: PhaseConfig(epochs=None, eval_examples=None))
     # joint stages: `matched` gives the English and the multilingual data the steps the sequential orders give
     # them (intermediate and multilingual epochs and max_steps); `sum` trains intermediate epochs over both together
-    joint_budget: str = "matched"
+    joint_budget: Annotated[str, JointBudget] = "matched"
+    # the target model as a Hugging Face folder in the record (target_model/, its head's Auto class), with the
+    # weights of one selection: en_dev (the zero-shot choice), last or average. Changes no number
+    save_target_model: bool = False
+    target_model_selection: Annotated[str, TargetSelection] = "en_dev"
 
 
 @dataclass
@@ -172,6 +202,37 @@ class XorderConfig:
     # GPUs of its own for each cell run beside others on one machine (CUDA_VISIBLE_DEVICES; 0: leave it alone).
     # None: one per cell under the parallel (joblib) launcher, none otherwise.
     gpus_per_job: Optional[int] = None
+    # cells that share one GPU (CUDA_VISIBLE_DEVICES slots; checked against the peak memory records measured)
+    cells_per_gpu: int = 1
+
+
+def chosen_source(spec: Any, preferred: str | None, translations: bool = False) -> tuple[str | None, str]:
+    """Which named source (or translations) entry a task reads, by the one rule: its own `source` (or
+    `translation_source`), else the run-wide `data.source` where the task has it, else its default; and the key
+    that chose it. The name may be None (no default) or not in the table: `plan.resolved_source` (when a stage
+    reads it) and `checks` (for every table of the config) say so, each naming what to change. `spec`: a
+    TaskConfig, typed or composed."""
+    own, default = (
+        ("translation_source", "default_translation_source") if translations else ("source", "default_source")
+    )
+    table = spec.translations if translations else spec.sources
+    if getattr(spec, own) is not None:
+        return getattr(spec, own), own
+    if preferred is not None and preferred in table:
+        return preferred, "data.source"
+    return getattr(spec, default), default
+
+
+def choices(node: type, name: str) -> tuple[str, ...]:
+    """The valid values of a schema field: the Literal its annotation carries, found through Optional, List and
+    Annotated; () for a field that is no choice."""
+
+    def literal(hint: Any) -> tuple[str, ...]:
+        if get_origin(hint) is Literal:
+            return get_args(hint)
+        return next((found for arg in get_args(hint) if (found := literal(arg))), ())
+
+    return literal(get_type_hints(node, include_extras=True)[name])
 
 
 def register_configs() -> None:

@@ -1,25 +1,39 @@
 """Config -> the list of stages of a cell, each with a content hash of everything that determines its
 weights: the base model, every stage before it, its data, its hyperparameters and the seed.
 
-Pure: no I/O. Two cells whose plans share a prefix of hashes share those trained stages."""
+Pure: no I/O. The content of the data files a stage reads comes in from outside (`data`: the digests that
+`xorder.data.identity` computes once per run), so that a stage trained on other data is never reused. Two cells
+whose plans share a prefix of hashes share those trained stages."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from xorder.config import PhaseConfig, SourceConfig, TaskConfig, TrainerConfig, XorderConfig
+from xorder.config import (
+    MultilingualConfig,
+    PhaseConfig,
+    SourceConfig,
+    TaskConfig,
+    TrainerConfig,
+    XorderConfig,
+    choices,
+    chosen_source,
+)
 from xorder.errors import XorderError
-from xorder.precision import hashed_precision
+from xorder.runtime.precision import hashed_precision
 
 # Bump when a change to the training code changes what a stage computes: old cache entries then miss.
 # 3: length-grouped batches in random order; the target averages its checkpoints.
-STAGE_FORMAT = 3
+# 4: the target's evaluation sets leave out what any stage of the cell trained or was selected on, with every
+# translation of such an item, and its predictions name their source item (`item`).
+STAGE_FORMAT = 4
 MLM = "mlm"
 
 
@@ -52,7 +66,7 @@ class StageHParams:
     adam_epsilon: float
     warmup_ratio: float
     max_grad_norm: float
-    batch_size: int | str  # "auto": planned on the device (batch_plan.py), toward effective_batch
+    batch_size: int | str  # "auto": planned on the device (pipeline/batch_plan.py), toward effective_batch
     grad_accum: int
     max_length: int
     epochs: float
@@ -101,6 +115,15 @@ def group(variant: str) -> str:
     return "english" if variant == "english" else "multilingual"
 
 
+@dataclass(frozen=True, order=True)
+class DataFile:
+    """One file (or hub dataset) a stage reads, and what identifies its content."""
+
+    read: str  # which read of the stage, the same wherever the data lives: "mnli/english train/en/train"
+    where: str  # the file's path, or the hub dataset ("hub:nyu-mll/glue/mnli")
+    digest: str  # "sha256:<hex>" of a file's content; "revision:<commit>" (or "revision:null") of a hub dataset
+
+
 @dataclass(frozen=True)
 class StageSpec:
     index: int
@@ -110,6 +133,7 @@ class StageSpec:
     seed: int
     parent: str  # hash of the stage before, or the base model's identity
     hash: str = field(default="")
+    data: tuple[DataFile, ...] = ()  # what it reads, where `plan` was given the digests (synthetic data: nothing)
 
     @property
     def heads(self) -> dict[str, TaskConfig]:
@@ -129,7 +153,7 @@ def to_typed(cfg: DictConfig | XorderConfig) -> XorderConfig:
 
 
 def base_identity(cfg: XorderConfig) -> str:
-    from xorder import me5, tiny
+    from xorder.encoders import me5, tiny
 
     model = cfg.model
     version = {"builtin:tiny": tiny.name, "builtin:me5_small": me5.name}.get(model.path, lambda: "")()
@@ -174,7 +198,9 @@ def stage_hparams(
         group_by_length=trainer.group_by_length,
         sampling=trainer.sampling,
         sampling_temperature=trainer.sampling_temperature,
-        max_examples_per_task=trainer.max_examples_per_task,
+        max_examples_per_task=(
+            phase.max_examples_per_task if phase.max_examples_per_task is not None else trainer.max_examples_per_task
+        ),
         freeze_embeddings=trainer.freeze_embeddings,
         evaluations=evaluations,
         budget=budget,
@@ -187,11 +213,8 @@ def stage_hparams(
 
 def resolved_source(spec: TaskConfig, preferred: str | None, translations: bool = False) -> str:
     """Which named source a task reads: its own `source`, else the run-wide preference, else its default."""
-    chosen = spec.translation_source if translations else spec.source
+    chosen, _ = chosen_source(spec, preferred, translations)
     table = spec.translations if translations else spec.sources
-    default = spec.default_translation_source if translations else spec.default_source
-    if chosen is None:
-        chosen = preferred if preferred in table else default
     key = "translation_source" if translations else "source"
     what = "machine-translated training data" if translations else "data source"
     valid = ", ".join(sorted(table)) or "none"
@@ -206,39 +229,69 @@ def resolved_source(spec: TaskConfig, preferred: str | None, translations: bool 
     return chosen
 
 
-def _english(cfg: XorderConfig) -> list[Component]:
+@dataclass(frozen=True)
+class Read:
+    """What one component of a stage reads before its source is chosen: a task (or the MLM text), and as what."""
+
+    spec: TaskConfig
+    variant: str  # english | translate_train | mlm | target
+    key: str  # where the config holds it: task.<name> | target | multilingual.text
+
+    def source(self, preferred: str | None) -> str:
+        return resolved_source(self.spec, preferred, translations=self.variant == "translate_train")
+
+
+def reads(cfg: XorderConfig, stage: str) -> list[Read]:
+    """Which data a stage reads: the one place that says it (`plan` builds its components from it, the cell's
+    identity, `xorder.cell`, its tasks and sources). The multilingual stage reads the MLM text or each task's
+    translations; an unknown stage reads nothing (`plan` names it)."""
+    if stage == "target":
+        return [Read(cfg.target, "target", "target")]
+    english = [Read(cfg.task[name], "english", f"task.{name}") for name in sorted(cfg.task)]
+    if cfg.multilingual.kind == MLM:
+        text = cfg.multilingual.text
+        multilingual = [] if text is None else [Read(text, MLM, "multilingual.text")]
+    else:
+        multilingual = [Read(cfg.task[name], "translate_train", f"task.{name}") for name in sorted(cfg.task)]
+    return {"english": english, "multilingual": multilingual, "joint": english + multilingual}.get(stage, [])
+
+
+def english_components(cfg: XorderConfig) -> list[Component]:
+    """One component per intermediate task, read in its training language (the English stage; `xorder rank`)."""
     comps = []
-    for name in sorted(cfg.task):
-        spec = cfg.task[name]
-        src = resolved_source(spec, cfg.data.source)
-        comps.append(Component(spec, "english", src, spec.sources[src], (spec.train_language,)))
+    for read in reads(cfg, "english"):
+        src = read.source(cfg.data.source)
+        comps.append(Component(read.spec, "english", src, read.spec.sources[src], (read.spec.train_language,)))
     return comps
 
 
-def _multilingual(cfg: XorderConfig) -> list[Component]:
+def multilingual_components(cfg: XorderConfig) -> list[Component]:
+    """The multilingual stage's data: each task's translations (translate_train) or the MLM text."""
     variant, wanted = cfg.multilingual, cfg.multilingual.languages
     cap = variant.max_examples_per_language
     if variant.kind == MLM:
         if variant.text is None:
             raise XorderError("multilingual=mlm needs multilingual.text: the source of its plain text")
-        src = resolved_source(variant.text, cfg.data.source)
+        (read,) = reads(cfg, "multilingual")
+        src = read.source(cfg.data.source)
         source = variant.text.sources[src]
         langs = _available(wanted, source.languages, f"the {src} text source of multilingual=mlm")
         return [Component(variant.text, MLM, src, source, langs, cap, variant.mlm_probability)]
     if variant.kind != "translate_train":
-        raise XorderError(f"unknown multilingual kind {variant.kind!r} (valid: translate_train, mlm)")
+        valid = ", ".join(choices(MultilingualConfig, "kind"))
+        raise XorderError(f"unknown multilingual kind {variant.kind!r} (valid: {valid})")
     comps = []
-    for name in sorted(cfg.task):
-        spec = cfg.task[name]
-        if not spec.translations:
+    for read in reads(cfg, "multilingual"):
+        name = read.key.removeprefix("task.")
+        if not read.spec.translations:
             raise XorderError(
                 f"task {name!r} has no machine-translated training data; use multilingual=mlm, or add "
                 f"task.{name}.translations.<source> (see the README, 'Local files')"
             )
-        src = resolved_source(spec, cfg.data.source, translations=True)
-        source = spec.translations[src]
+        src = read.source(cfg.data.source)
+        source = read.spec.translations[src]
         langs = _available(wanted, source.languages, f"task {name!r}'s {src} translations")
-        comps.append(Component(spec, "translate_train", src, source, langs, cap))
+        comps.append(Component(read.spec, "translate_train", src, source, langs, cap))
     return comps
 
 
@@ -256,14 +309,34 @@ def _available(wanted: list[str] | None, offered: list[str] | None, what: str) -
     return langs
 
 
-def _target(cfg: XorderConfig) -> Component:
-    spec = cfg.target
-    src = resolved_source(spec, cfg.data.source)
-    return Component(spec, "target", src, spec.sources[src], (spec.train_language,))
+def target_component(cfg: XorderConfig) -> Component:
+    """The target, read in its training language."""
+    (read,) = reads(cfg, "target")
+    src = read.source(cfg.data.source)
+    return Component(read.spec, "target", src, read.spec.sources[src], (read.spec.train_language,))
 
 
-def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[StageSpec]:
-    """The stages of the cell in training order, the target last; `processes` defaults to this launch's."""
+DataOf = Callable[["StageSpec"], tuple[DataFile, ...]]
+
+
+def plan(cfg: DictConfig | XorderConfig, processes: int | None = None, data: DataOf | None = None) -> list[StageSpec]:
+    """The stages of the cell in training order, the target last.
+
+    Args:
+        cfg: the cell's config, composed (DictConfig) or typed.
+        processes: the processes that train it (the effective batch of batch_size=auto depends on them); None: this
+            launch's (WORLD_SIZE).
+        data: the files a stage reads with their digests (`xorder.data.identity.plan_cell` passes it); None: the
+            hashes cover the configuration of the data, not its content (for tests and for what needs no hash).
+
+    Returns:
+        One StageSpec per stage (english, multilingual, joint as the order lists them, then the target), each with
+        its components, hyperparameters and hash, the key of the stage cache.
+
+    Raises:
+        XorderError: a setting the stages cannot be built from (a joint budget or a translate-train split that
+            does not exist, data a stage may not read).
+    """
     cfg = to_typed(cfg)
     processes = world_size() if processes is None else processes
     if cfg.order.stages and not cfg.task:
@@ -271,15 +344,15 @@ def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[S
     _check_held_out(cfg)
     trainer = cfg.trainer
     builders = {
-        "english": lambda: (_english(cfg), trainer.intermediate),
-        "multilingual": lambda: (_multilingual(cfg), trainer.multilingual),
-        "joint": lambda: (_english(cfg) + _multilingual(cfg), trainer.intermediate),
+        "english": lambda: (english_components(cfg), trainer.intermediate),
+        "multilingual": lambda: (multilingual_components(cfg), trainer.multilingual),
+        "joint": lambda: (english_components(cfg) + multilingual_components(cfg), trainer.intermediate),
     }
     stages: list[StageSpec] = []
     parent = base_identity(cfg)
     for index, name in enumerate([*cfg.order.stages, "target"]):
         if name == "target":
-            comps, phase = [_target(cfg)], trainer.target
+            comps, phase = [target_component(cfg)], trainer.target
             hparams = stage_hparams(
                 trainer,
                 phase,
@@ -296,6 +369,8 @@ def plan(cfg: DictConfig | XorderConfig, processes: int | None = None) -> list[S
                 f"order {cfg.order.name!r} names an unknown stage {name!r} (valid: {', '.join(builders)})"
             )
         stage = StageSpec(index, name, tuple(comps), hparams, cfg.seed, parent)
+        if data is not None:
+            stage = replace(stage, data=data(stage))
         stage = replace(stage, hash=stage_hash(stage, cfg))
         stages.append(stage)
         parent = stage.hash
@@ -309,7 +384,8 @@ def _budget(cfg: XorderConfig) -> tuple[Budget, ...] | None:
     if trainer.joint_budget == "sum":
         return None
     if trainer.joint_budget != "matched":
-        raise XorderError(f"trainer.joint_budget={trainer.joint_budget} is invalid: must be one of matched, sum")
+        valid = ", ".join(choices(TrainerConfig, "joint_budget"))
+        raise XorderError(f"trainer.joint_budget={trainer.joint_budget} is invalid: must be one of {valid}")
     english, multilingual = trainer.intermediate, trainer.multilingual
     return (
         Budget("english", english.epochs if english.epochs is not None else 3.0, english.max_steps),
@@ -351,14 +427,18 @@ def _check_held_out(cfg: XorderConfig) -> None:
 
 
 def stage_hash(stage: StageSpec, cfg: XorderConfig) -> str:
-    """Content hash: the stage's name is left out, so english_only's and english_first's first stages match."""
-    payload = {
+    """Content hash: the stage's name is left out, so english_only's and english_first's first stages match. The
+    data's digests enter by what they are read as (the sources, with their paths, are in the components); a stage
+    that reads nothing but synthetic data keeps the hash it had before data digests existed."""
+    payload: dict[str, Any] = {
         "format": STAGE_FORMAT,
         "parent": stage.parent,
         "components": [_component_identity(c, cfg) for c in stage.components],
         "hparams": {k: v for k, v in asdict(stage.hparams).items() if not (k in HASH_NEUTRAL and HASH_NEUTRAL[k] == v)},
         "seed": stage.seed,
     }
+    if stage.data:
+        payload["data"] = sorted([f.read, f.digest] for f in stage.data)
     return _digest(payload)
 
 
@@ -378,8 +458,11 @@ def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
     ):
         task.pop(key)
     source = asdict(comp.source)
+    for split in source["splits"].values():
+        _alignment_identity(split, comp)
+    _alignment_identity(source, comp)
     if source["format"] == "synthetic":
-        from xorder import lexicon
+        from xorder.kinds import lexicon
 
         source["generator"] = lexicon.VERSION
         source["examples"] = cfg.data.synthetic_examples
@@ -393,11 +476,12 @@ def _component_identity(comp: Component, cfg: XorderConfig) -> dict[str, Any]:
     }
 
 
-def config_hash(cfg: DictConfig | XorderConfig, processes: int | None = None) -> str:
-    """What a record's numbers depend on: the content hashes of the cell's stages (base model, data,
-    hyperparameters, seed, processes; the target's evaluation sets). Cells that differ only in an axis
-    the order does not use (the task of the baseline) have the same hash and share one record."""
-    return stages_hash(plan(cfg, processes))
+def _alignment_identity(node: dict[str, Any], comp: Component) -> None:
+    """A source's (or split's) `aligned` decides which evaluation rows are one item: part of the target's identity
+    (its evaluation sets leave out every translation of a leaked item), never of a stage it cannot change; unset,
+    it is left out so that stages hashed before it existed keep their hashes."""
+    if comp.variant != "target" or node.get("aligned") is None:
+        node.pop("aligned", None)
 
 
 def stages_hash(stages: list[StageSpec]) -> str:

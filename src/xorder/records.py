@@ -3,27 +3,32 @@ the resolved config, per-example predictions and the log. Tables are built from 
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
-from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from xorder.config import DataConfig, ModelConfig, MultilingualConfig, OrderConfig, TaskConfig, TrainerConfig
+from xorder.cell import NOT_APPLICABLE as NOT_APPLICABLE
+from xorder.cell import SETTINGS_HASH as SETTINGS_HASH
+from xorder.cell import CellIdentity, flatten, plain
 from xorder.errors import XorderError
-from xorder.fileio import write_atomic
+from xorder.plan import StageSpec, stages_hash
+from xorder.storage.fileio import write_atomic
+from xorder.storage.integrity import Digests, changed_phrase, of_document
 
 SCHEMA = "xorder.run/1"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.parquet"
 CONFIG = "config.yaml"
 ERROR = "error.txt"
+TARGET_MODEL = "target_model"  # trainer.save_target_model: the target as a Hugging Face model folder
 LOCK = ".xorder.lock"
-NOT_APPLICABLE = "-"
+# What a record's notes say of predictions that show no learned model (record_writer writes them, the tables read
+# them): one split/language whose zero-shot predictions are a single value, and a target head that did not learn.
+CONSTANT_NOTE = "a constant prediction: the model learned nothing there"
+UNLEARNED_NOTE = "head has not learned"
 
 _SCORES = {
     "type": "object",
@@ -37,6 +42,18 @@ _SCORES = {
     },
 }  # metric -> percent
 _STEPS = {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": "integer"}}}
+_LEARNING = {  # one head's learning test (xorder.kinds.base.Learning)
+    "type": "object",
+    "required": ["measure", "score", "baseline", "margin", "examples"],
+    "properties": {
+        "measure": {"type": "string"},
+        "score": {"type": "number"},
+        "baseline": {"type": "number"},
+        "margin": {"type": "number"},
+        "examples": {"type": "integer"},
+        "lower_is_better": {"type": "boolean"},
+    },
+}
 SELECTIONS = ("en_dev", "oracle", "last", "average")
 REQUIRED_SELECTIONS = SELECTIONS[:3]  # records written before checkpoint averaging have no `average`
 
@@ -104,11 +121,25 @@ METRICS_SCHEMA: dict[str, Any] = {
                         },
                     },
                     "reused": {"type": "boolean"},
+                    "data": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["read", "where", "digest"],
+                            "properties": {k: {"type": "string"} for k in ("read", "where", "digest")},
+                        },
+                    },
+                    # whether every tested head of the stage beat its baseline on its dev data (null: none tested)
+                    "learned": {"type": ["boolean", "null"]},
+                    "learning": {"type": ["object", "null"], "additionalProperties": _LEARNING},
                 },
             },
         },
         "notes": {"type": "array", "items": {"type": "string"}},
+        # why the selected model is useless (one value predicted everywhere, R² <= 0), or null
+        "degenerate": {"type": ["string", "null"]},
         "files": {"type": "object", "additionalProperties": {"type": "string"}},
+        "digest": {"type": "string"},
         "provenance": {
             "type": "object",
             "required": [
@@ -135,219 +166,109 @@ def validate(metrics: Any) -> list[str]:
     return [f"{'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}" for e in validator.iter_errors(metrics)]
 
 
-# Keys that change where or how verbosely a cell runs, not what it computes.
-_NOT_SCIENCE = ("results_dir", "cache_dir", "force", "hydra")
-_NOT_SCIENCE_TRAINER = ("log_every", "save_every", "trackers", "num_workers", "eval_batch_size")
-# Keys of an option that change no number: names and prose, logging, and which source is read (`sources` names it).
-_NOT_NUMBERS = frozenset(
-    {
-        "name",
-        "description",
-        "citation",
-        "source",
-        "translation_source",
-        "default_source",
-        "default_translation_source",
-        *_NOT_SCIENCE_TRAINER,
-    }
-)
-_SCHEMAS = {
-    "trainer": TrainerConfig,
-    "model": ModelConfig,
-    "order": OrderConfig,
-    "target": TaskConfig,
-    "task": TaskConfig,
-    "multilingual": MultilingualConfig,
-}
-SETTINGS_HASH = 8  # hex digits of the settings hash in a record path
-
-
-def uses_tasks(cfg: DictConfig) -> bool:
-    """Whether the cell's numbers depend on its intermediate tasks: not for the baseline, nor for an MLM-only
-    multilingual stage (its text does not depend on the task)."""
-    stages = list(cfg.order.stages)
-    return any(s in ("english", "joint") for s in stages) or (
-        "multilingual" in stages and cfg.multilingual.kind != "mlm"
-    )
-
-
-def uses_multilingual(cfg: DictConfig) -> bool:
-    return any(stage in ("multilingual", "joint") for stage in cfg.order.stages)
-
-
-def task_names(cfg: DictConfig) -> list[str]:
-    """The intermediate tasks that a cell trains on (sorted: a multi-task stage has no task order)."""
-    return sorted(cfg.task.keys()) if uses_tasks(cfg) else []
-
-
-def axes(cfg: DictConfig) -> dict[str, Any]:
-    """The study axes of a cell; an axis that the order does not use is '-' so equal cells share a record.
-    `variant` names what else the numbers depend on (see `variant`)."""
-    return {
-        "target": cfg.target.name,
-        "order": cfg.order.name,
-        "tasks": task_names(cfg),
-        "multilingual": cfg.multilingual.name if uses_multilingual(cfg) else NOT_APPLICABLE,
-        "model": cfg.model.name,
-        "variant": variant(cfg),
-        "seed": int(cfg.seed),
-    }
-
-
-def cell_path(cfg: DictConfig) -> str:
-    """results_dir-relative record directory: <target>/<order>/<tasks>/<multilingual>/<model>/<variant>/seed<k>."""
-    a = axes(cfg)
-    tasks = "+".join(a["tasks"]) or "none"
-    return f"{a['target']}/{a['order']}/{tasks}/{a['multilingual']}/{a['model']}/{a['variant']}/seed{a['seed']}"
-
-
-def variant(cfg: DictConfig) -> str:
-    """The data sources the cell reads (`sources`), then, only when some setting differs from xorder's own
-    config files (`settings`), a short hash of those differences: `hub`, `synthetic-1a2b3c4d`. Two cells that
-    differ in anything that changes their numbers but is not an axis get different record directories."""
-    differences = settings(cfg)
-    if not differences:
-        return sources(cfg)
-    digest = hashlib.sha256(json.dumps(sorted(differences.items()), default=str).encode()).hexdigest()
-    return f"{sources(cfg)}-{digest[:SETTINGS_HASH]}"
-
-
-def sources(cfg: DictConfig) -> str:
-    """The names of the data sources the cell reads, the target's first: `hub`, `synthetic`, `xtreme+synthetic`."""
-    from xorder.plan import resolved_source
-
-    def name(spec: Any, translations: bool = False) -> str:
-        try:
-            return resolved_source(spec, cfg.data.source, translations)
-        except XorderError:  # no source to read: the cell stops with that message when it plans its stages
-            return "none"
-
-    stages = set(cfg.order.stages)
-    read = {name(cfg.task[t]) for t in cfg.task} if stages & {"english", "joint"} else set()
-    if uses_multilingual(cfg) and cfg.multilingual.kind == "mlm" and cfg.multilingual.text is not None:
-        read.add(name(cfg.multilingual.text))
-    elif uses_multilingual(cfg) and cfg.multilingual.kind != "mlm":
-        read |= {name(cfg.task[t], translations=True) for t in cfg.task}
-    target = name(cfg.target)
-    return "+".join([target, *sorted(read - {target})])
-
-
-def settings(cfg: DictConfig) -> dict[str, Any]:
-    """The settings of a cell that change its numbers and differ from xorder's own files: `trainer` against
-    conf/trainer/default.yaml, each option the axes name (model, order, target; the tasks and the multilingual
-    variant where the order uses them) against its file in conf/ (an option xorder does not ship counts whole),
-    and `data.synthetic_examples` against its default. Which source is read is left to `sources`; prose, names
-    and logging are left out. Pure: the shipped files are read, never composed."""
-    nodes = [
-        ("trainer", cfg.trainer, _shipped("trainer", "default")),
-        ("model", cfg.model, _shipped("model", cfg.model.name)),
-        ("order", cfg.order, _shipped("order", cfg.order.name)),
-        ("target", cfg.target, _shipped("target", cfg.target.name)),
-    ]
-    if uses_tasks(cfg):
-        nodes += [(f"task.{name}", cfg.task[name], _shipped("task", name)) for name in cfg.task]
-    if uses_multilingual(cfg):
-        nodes.append(("multilingual", cfg.multilingual, _shipped("multilingual", cfg.multilingual.name)))
-    differences: dict[str, Any] = {}
-    for prefix, node, shipped in nodes:
-        mine = flatten(_science(plain(node)), f"{prefix}.")
-        theirs = flatten(_science(shipped or {}), f"{prefix}.")
-        differences.update({k: mine.get(k) for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k)})
-    if cfg.data.synthetic_examples != DataConfig.synthetic_examples:
-        differences["data.synthetic_examples"] = cfg.data.synthetic_examples
-    return differences
-
-
-def _science(node: dict[str, Any]) -> dict[str, Any]:
-    """An option's keys minus those that change no number (also inside the MLM text of multilingual=mlm)."""
-    kept = {k: v for k, v in node.items() if k not in _NOT_NUMBERS}
-    if isinstance(kept.get("text"), dict):
-        kept["text"] = _science(kept["text"])
-    return kept
-
-
-@functools.cache
-def _shipped(group: str, option: str) -> dict[str, Any] | None:
-    """conf/<group>/<option>.yaml as xorder ships it, merged onto its schema as Hydra merges it; None when
-    xorder ships no such option. A task file that only includes a target (task/pawsx) is that target's."""
-    folder = resources.files("xorder.conf")
-    file = folder.joinpath(group, f"{option}.yaml")
-    if not file.is_file():
-        return None
-    raw = cast(DictConfig, OmegaConf.create(file.read_text()))
-    if group == "task":
-        if option not in raw:
-            included = [str(e) for e in raw.get("defaults", [])]
-            return _shipped("target", option) if included == [f"/target/{option}@{option}"] else None
-        raw = raw[option]
-    return plain(OmegaConf.merge(OmegaConf.structured(_SCHEMAS[group]), raw))
-
-
-def register_resolvers() -> None:
-    """`${xorder.cell:}` names Hydra's run and sweep directories after the cell's axes."""
-    if not OmegaConf.has_resolver("xorder.cell"):
-        OmegaConf.register_new_resolver("xorder.cell", lambda *, _root_: cell_path(_root_))
-
-
-def science_config(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config minus what does not change the numbers; data_root is kept symbolic so that
-    the same data read from another mount point is the same cell."""
-    science = plain(cfg)
-    for key in _NOT_SCIENCE:
-        science.pop(key, None)
-    for key in _NOT_SCIENCE_TRAINER:
-        science["trainer"].pop(key, None)
-    science["data_root"] = "<data_root>"
-    return plain(OmegaConf.create(science), resolve=True)
-
-
-def plain(node: Any, resolve: bool = False) -> dict[str, Any]:
-    """A config node as plain dicts and lists."""
-    return cast(dict[str, Any], OmegaConf.to_container(node, resolve=resolve))
-
-
 def read_metrics(record_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """metrics.json's document, or None when there is none (or it is no JSON object: `damaged` names that)."""
     path = Path(record_dir) / METRICS
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return metrics if isinstance(metrics, dict) else None
 
 
-def file_digests(record_dir: str | os.PathLike) -> dict[str, str]:
-    """sha256 of the record's predictions and config, kept in metrics.json so a damaged record is recognised."""
-    from xorder.fileio import digests
+def seal(record_dir: str | os.PathLike, metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's document with its seal: the sha256 of the record's predictions and config (`files`), then
+    of the document itself (`digest`), which covers its scores, its stages, its notes and those file digests."""
+    sealed = {**metrics, "files": Digests(None).files(Path(record_dir), [PREDICTIONS, CONFIG])}
+    sealed.pop("digest", None)
+    as_read = json.loads(json.dumps(sealed, allow_nan=False))  # the digest of what a reader parses (keys as text)
+    return {**sealed, "digest": of_document(as_read)}
 
-    return digests(Path(record_dir), [PREDICTIONS, CONFIG])
+
+def peak_gpu_memory(results_dir: str | os.PathLike, model: str) -> tuple[float, str] | None:
+    """The largest peak GPU memory of any stage a cell of `model` trained on a GPU (stages with GPU-hours) among
+    the records under results_dir, and the record it comes from: what a GPU shared by several cells must hold."""
+    found: tuple[float, str] | None = None
+    for path in Path(results_dir).expanduser().rglob(METRICS):
+        metrics = read_metrics(path.parent)
+        if metrics is None or metrics.get("model") != model:
+            continue
+        for stage in metrics.get("stages", []):
+            speed = stage.get("throughput") or {}
+            if speed.get("gpu_hours") is not None and (found is None or speed["peak_memory_mb"] > found[0]):
+                found = (float(speed["peak_memory_mb"]), f"{stage['name']} stage of {path.parent}")
+    return found
 
 
-def damaged(record_dir: str | os.PathLike, metrics: dict[str, Any]) -> list[str]:
-    """The files of a complete record that are missing or changed since it was written (records written before
-    checksums were kept: only whether they are there)."""
-    from xorder.fileio import damaged as changed
-
+def damaged(record_dir: str | os.PathLike, metrics: dict[str, Any] | None) -> list[str]:
+    """The files of a complete record that are missing or changed since it was written: metrics.json itself when
+    its content no longer matches its digest (a score edited by hand) or it is unreadable, the predictions and the
+    config when they no longer match theirs. A record written before digests is only checked for its files."""
+    if metrics is None:
+        return [METRICS] if (Path(record_dir) / METRICS).is_file() else []
     recorded = metrics.get("files")
     if not isinstance(recorded, dict):
         return [name for name in (PREDICTIONS, CONFIG) if not (Path(record_dir) / name).is_file()]
-    return changed(Path(record_dir), recorded)
+    bad = Digests(None).changed(Path(record_dir), recorded)
+    digest = metrics.get("digest")
+    if digest is not None and digest != of_document({k: v for k, v in metrics.items() if k != "digest"}):
+        bad.insert(0, METRICS)
+    return bad
 
 
-def completed(record_dir: str | os.PathLike, cfg: DictConfig, config_hash: str) -> bool:
-    """True when the directory holds a complete record of this very config (`config_hash`: `plan.config_hash`).
-    A complete record of a different config (say another learning rate under the same axes) is an error, never
-    silently reused."""
+def damage_message(record_dir: str | os.PathLike, bad: list[str]) -> str:
+    return (
+        f"the record {record_dir} is damaged ({changed_phrase(bad)} since it was written): run the cell again with "
+        "force=true to replace it"
+    )
+
+
+def completed(record_dir: str | os.PathLike, cell: CellIdentity, stages: list[StageSpec]) -> bool:
+    """True when the directory holds a complete record of this very cell (`stages`: its plan, with the digests of
+    its data). A damaged record, a record of other data (a data file changed since) or of a different config
+    (say another learning rate under the same axes) is an error, never silently reused nor silently replaced;
+    with force=true a damaged record is rerun and any other counts as complete (the caller reruns it)."""
     metrics = read_metrics(record_dir)
-    if metrics is None or metrics.get("schema") != SCHEMA or damaged(record_dir, metrics):
-        return False  # a damaged record is rerun (the stage cache makes that cheap), never trusted
-    if metrics.get("provenance", {}).get("config_hash") == config_hash or cfg.force:
+    bad = damaged(record_dir, metrics)
+    if bad:
+        if cell.config.force:
+            return False
+        raise XorderError(damage_message(record_dir, bad))
+    if metrics is None or metrics.get("schema") != SCHEMA:
+        return False
+    if metrics.get("provenance", {}).get("config_hash") == stages_hash(stages) or cell.config.force:
         return True
-    differs = _differing_keys(_load_yaml(Path(record_dir) / CONFIG), science_config(cfg))
+    changed = data_changes(metrics, stages)
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        raise XorderError(
+            f"{record_dir} holds a record of other data ({', '.join(changed[:3])}{more} changed since the record was "
+            "written); pass force=true to rerun the cell on the current data, or choose another results_dir"
+        )
+    differs = _differing_keys(_load_yaml(Path(record_dir) / CONFIG), cell.science)
     raise XorderError(
         f"{record_dir} holds a record of a different config (differs in: {', '.join(differs[:5]) or 'unknown'}); "
         "pass force=true to replace it, or choose another results_dir"
     )
+
+
+def data_entries(stage: StageSpec) -> list[dict[str, str]]:
+    """A stage's data as the record lists it: each file (or hub dataset) read, with its digest."""
+    return [{"read": f.read, "where": f.where, "digest": f.digest} for f in stage.data]
+
+
+def data_changes(metrics: dict[str, Any], stages: list[StageSpec]) -> list[str]:
+    """The files a record read whose digest is not the one they have now (compared by what they were read as)."""
+    recorded = {
+        entry.get("read"): entry.get("digest")
+        for stage in metrics.get("stages", [])
+        if isinstance(stage, dict)
+        for entry in stage.get("data", [])
+        if isinstance(entry, dict)
+    }
+    return sorted({f.where for s in stages for f in s.data if recorded.get(f.read, f.digest) != f.digest})
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -355,16 +276,6 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         return plain(OmegaConf.load(path))
     except (OSError, ValueError):
         return {}
-
-
-def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}"""
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: obj}
 
 
 def _differing_keys(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

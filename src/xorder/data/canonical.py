@@ -2,7 +2,8 @@
 
 Every kind names its canonical columns (`xorder.kinds`); a source's `columns` maps them to its own names
 (dotted paths such as 'question.stem', list paths such as 'choices.*.text', or a list of those gathered into one
-list column). Every row also gets `id` (the source's, or split-language-row) and `language`. An optional
+list column). Every row also gets `id` (the source's, or split-language-row), `item` (the source item it is a
+translation of, the same in every language: see `item_of`) and `language`. An optional
 column mapped to null (`columns: {question: null}`) is left out even when the source has a column of that name.
 A bad row stops with one line naming the file, the row (and line) and the column. The rows are never held in
 memory together: they are written in batches, and the Arrow file is what the rest of the pipeline reads.
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xorder import kinds
-from xorder.config import SourceConfig, TaskConfig
+from xorder.config import ALIGNMENTS, SourceConfig, TaskConfig
 from xorder.data.readers import BATCH, RawRow
 from xorder.errors import XorderError
 
@@ -70,6 +71,7 @@ class Canonicalizer:
         # an optional column is needed in every row once it is mapped explicitly or found in the first row
         self.needed = set(self.kind.schema) | {c for c in self.kind.optional if c in self.mapping and c in columns}
         self.id_spec = columns.get("id", "id")
+        self.aligned = alignment(view)
         self.first = True
 
     def __call__(self, number: int, named: str, row: Any) -> dict[str, Any]:
@@ -102,8 +104,29 @@ class Canonicalizer:
         rid = extract(row, self.id_spec) if self.id_spec is not None else _MISSING
         self.kind.check(self.task, self.view, item, source, fail)
         item["id"] = str(rid) if rid is not _MISSING and rid is not None else f"{self.split}-{self.lang}-{number}"
+        item["item"] = item_of(self.aligned, item["id"], self.split, self.lang, number)
         item["language"] = self.lang
         return item
+
+
+def alignment(view: SourceConfig) -> str:
+    """How the view's rows in different languages correspond (config.ALIGNMENTS): its own `aligned`, else `id`
+    for the synthetic stand-in (example i is the same meaning in every language), else `none`."""
+    if view.aligned is not None:
+        return view.aligned
+    return "id" if view.format == "synthetic" else "none"
+
+
+def item_of(aligned: str, rid: str, split: str, lang: str, number: int) -> str:
+    """The source item a row belongs to: its id (`id`), its row number in the split part (`row`: translations
+    keep the row order), or, unaligned, the row itself (its language and id)."""
+    if aligned == "id":
+        return rid
+    if aligned == "row":
+        return f"{split}-{number}"
+    if aligned == "none":
+        return f"{lang}:{rid}"
+    raise XorderError(f"aligned={aligned} is invalid: must be one of {', '.join(ALIGNMENTS)}")
 
 
 def named(number: int, line: int | None, unit: str) -> str:
@@ -130,7 +153,7 @@ def write(rows: Iterator[dict[str, Any]], task: TaskConfig, path: Path) -> int:
             fields = [
                 (col, _arrow(kind.columns()[col])) for col in kind.columns() if col in kind.schema or col in present
             ]
-            schema = pa.schema([*fields, ("id", pa.string()), ("language", pa.string())])
+            schema = pa.schema([*fields, ("id", pa.string()), ("item", pa.string()), ("language", pa.string())])
             writer = ArrowWriter(schema=schema, path=str(tmp), writer_batch_size=BATCH)
         if schema_rows:
             writer.write_batch({name: [r.get(name) for r in schema_rows] for name in writer.schema.names})

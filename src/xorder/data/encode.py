@@ -1,15 +1,15 @@
 """Canonical rows -> model features through a batched `datasets.map`, cached per (data, tokenizer, max length, task,
 train/eval) fingerprint under `cache_dir/tokenized`, so a second run or a second cell tokenizes nothing.
 
-A cache entry is complete only when its marker, written after the Arrow file(s), says so and their sizes still
-match: a truncated or half-written entry is tokenized again, never read. Large sets are tokenized by several
-processes where the machine has the cores."""
+A cache entry is complete only when its marker, written after the Arrow file(s), lists their sha256 (a half-written
+entry has no marker and is tokenized again); every use checks them (`xorder.storage.integrity`: an untouched file is not
+read again), and a file that changed since stops the run with the files to delete, never trains on damaged tokens.
+Large sets are tokenized by several processes where the machine has the cores."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -17,12 +17,14 @@ from typing import Any
 
 from xorder import kinds
 from xorder.config import TaskConfig
-from xorder.fileio import read_json, write_json
+from xorder.errors import XorderError
+from xorder.kinds.base import Encoding, Kind
+from xorder.storage.fileio import read_json, write_json
+from xorder.storage.integrity import Digests, changed_phrase
 
 ENCODE_VERSION = 3
 PARALLEL_ROWS = 50_000  # below this, starting worker processes costs more than it saves
 _IDENTITIES: dict[int, tuple[Any, str]] = {}
-log = logging.getLogger("xorder")
 
 
 def tokenizer_identity(tokenizer: Any) -> str:
@@ -85,11 +87,10 @@ def encode(
 
     folder = Path(cache_dir).expanduser() / "tokenized"
     marker = folder / f"{fingerprint}.json"
-    cached = _cached(folder, read_json(marker))
+    digests = Digests(cache_dir)
+    cached = _cached(folder, marker, digests)
     if cached is not None:
         return cached
-    if marker.exists():
-        log.warning("tokenized cache %s is incomplete or damaged: tokenizing again", marker.with_suffix(".arrow"))
     folder.mkdir(parents=True, exist_ok=True)
     marker.unlink(missing_ok=True)
     work = folder / f".{fingerprint}.{os.getpid()}"
@@ -107,14 +108,7 @@ def encode(
             load_from_cache_file=False,
             num_proc=_workers(len(dataset)),
             desc=f"tokenize {task.name}",
-            fn_kwargs={
-                "kind": kind,
-                "tokenizer": tokenizer,
-                "max_length": max_length,
-                "task": task,
-                "train": train,
-                "label_names": label_names,
-            },
+            fn_kwargs={"kind": kind, "how": Encoding(tokenizer, max_length, task, train, label_names)},
         )
         files = [Path(f["filename"]) for f in features.cache_files]
         del features
@@ -125,25 +119,29 @@ def encode(
             names.append(name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_json(marker, {"files": {name: (folder / name).stat().st_size for name in names}})
-    out = _cached(folder, read_json(marker))
+    write_json(marker, {"files": digests.files(folder, names)})
+    out = _cached(folder, marker, digests)
     assert out is not None
     return out
 
 
-def _cached(folder: Path, done: Any) -> Any | None:
-    """The tokenized dataset a marker describes, if every file it lists is there with its recorded size."""
+def _cached(folder: Path, marker: Path, digests: Digests) -> Any | None:
+    """The tokenized dataset a marker describes (None: no complete entry), after checking every file it lists."""
     import datasets
 
-    if not isinstance(done, dict) or not isinstance(done.get("files"), dict) or not done["files"]:
-        return None
-    paths = [folder / name for name in done["files"]]
-    if not all(p.is_file() and p.stat().st_size == size for p, size in zip(paths, done["files"].values())):
-        return None
-    parts = [datasets.Dataset.from_file(str(p)) for p in paths]
+    done = read_json(marker)
+    files = done.get("files") if isinstance(done, dict) else None
+    if not isinstance(files, dict) or not files or not all(isinstance(d, str) for d in files.values()):
+        return None  # no marker (a killed write), or one from before digests: tokenized again
+    bad = digests.changed(folder, files)
+    if bad:
+        raise XorderError(
+            f"damaged cache: {changed_phrase([str(folder / name) for name in bad])} since it was tokenized: delete "
+            f"{folder / marker.stem}* to tokenize it again"
+        )
+    parts = [datasets.Dataset.from_file(str(folder / name)) for name in files]
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
-def _encode(batch: dict[str, list[Any]], indices: list[int], *, kind: Any, **kwargs: Any) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = kind.encode(batch, list(indices), **kwargs)
-    return out
+def _encode(batch: dict[str, list[Any]], indices: list[int], *, kind: Kind, how: Encoding) -> dict[str, list[Any]]:
+    return kind.encode(batch, list(indices), how)

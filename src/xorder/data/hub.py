@@ -12,6 +12,7 @@ from pathlib import Path
 from xorder.config import SourceConfig
 from xorder.data.readers import BATCH, Raw, RawRow, fill, parquet_rows
 from xorder.errors import XorderError
+from xorder.storage.integrity import Digests, of_document
 
 
 def hub_location(view: SourceConfig, split: str, lang: str) -> tuple[str, str | None, str]:
@@ -19,6 +20,11 @@ def hub_location(view: SourceConfig, split: str, lang: str) -> tuple[str, str | 
     name = fill(view.name, lang, split) if view.name else None
     where = f"{path}{'/' + name if name else ''} [{split}]" + (f" @ {view.revision}" if view.revision else "")
     return path, name, where
+
+
+def local_folder(path: str) -> Path | None:
+    """The folder a hub source names when its path is a local directory in hub layout, not a hub id."""
+    return Path(path).expanduser() if path.startswith(("/", "./", "../", "~")) else None
 
 
 def read_hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: int | None) -> Raw:
@@ -35,17 +41,18 @@ def read_hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: in
         folder, key = stream_store(cache_dir, path, name, split, view.revision)
         kept = _kept(folder, key, need) or _stream(path, name, split, view.revision, need, where, folder, key)
         return Raw(where, f"{where}:{kept.name}:{kept.stat().st_size}:{need}", lambda: parquet_rows(kept, need))
-    local = path.startswith(("/", "./", "../", "~"))
-    if local and not Path(path).expanduser().is_dir():
+    local = local_folder(path)
+    if local is not None and not local.is_dir():
         raise XorderError(
             f"{where}: no such directory (a local hub-layout source is a folder with the data files "
             "and a README.md whose YAML `configs:` lists them)"
         )
     # `datasets` caches a local folder under its name, whatever its files hold: a folder of the same name with
-    # other (or edited) files would be served stale rows. Its own cache, keyed by the files' sizes and times, fixes it.
-    own_cache = (
-        str(Path(cache_dir).expanduser() / "hub-local" / _folder_stat(Path(path).expanduser())) if local else None
-    )
+    # other (or edited) files would be served stale rows. Its own cache, keyed by the files' content, fixes it.
+    own_cache = None
+    if local is not None:
+        files = folder_digests(local, Digests(cache_dir))
+        own_cache = str(Path(cache_dir).expanduser() / "hub-local" / of_document(files)[:20])
     try:
         dataset = datasets.load_dataset(path, name, split=split, revision=view.revision, cache_dir=own_cache)
     except Exception as err:  # datasets raises builtins and its own types for unreachable or unknown data
@@ -67,10 +74,10 @@ def read_hub(view: SourceConfig, split: str, lang: str, cache_dir: str, need: in
 STREAM_SHUFFLE = {"seed": 0, "buffer_size": 10_000}  # a streamed corpus is a random sample, not its first articles
 
 
-def _folder_stat(folder: Path) -> str:
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    stats = [f"{p.relative_to(folder)}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files]
-    return hashlib.sha256(json.dumps([str(folder.resolve()), stats]).encode()).hexdigest()[:20]
+def folder_digests(folder: Path, digests: Digests) -> dict[str, str]:
+    """sha256 of every file of a local hub-layout folder, by path relative to it (hidden files left out)."""
+    files = sorted(p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    return {f.as_posix(): digests.file(folder / f) for f in files if not any(part.startswith(".") for part in f.parts)}
 
 
 def stream_store(cache_dir: str, path: str, name: str | None, split: str, revision: str | None) -> tuple[Path, str]:

@@ -2,10 +2,11 @@
 and JSON files, parquet, SQuAD json, the SemEval STS and STS Benchmark layouts, plain text, and the synthetic
 stand-in.
 
-A reader names its origin and a fingerprint of it *before* reading a row (file size and modification time, the
-hub's own fingerprint, a kept prefix's name), so that a warm start finds its caches without reading raw data;
-the rows themselves are a generator, read once, never a list of the whole file. Rows carry the line they start
-on, so that messages point at the line a user would open. Text must be UTF-8: a bad byte is named by its line."""
+A reader names its origin and a fingerprint of it *before* reading a row (a local file's content digest, remembered
+per stamp by `xorder.storage.integrity`; the hub's own fingerprint; a kept prefix's name), so that a warm start finds
+its caches without reading raw data; the rows themselves are a generator, read once, never a list of the whole file.
+Rows carry the line they start on, so that messages point at the line a user would open. Text must be UTF-8: a bad byte
+is named by its line."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
+from xorder.storage.integrity import Digests
 
 LOCAL_FORMATS = ("tsv", "csv", "jsonl", "json", "parquet", "squad_json", "sts_semeval", "stsb", "text")
 FORMATS = ("hub", *LOCAL_FORMATS, "synthetic")
@@ -55,33 +57,23 @@ def open_raw(
     need: int | None,
 ) -> Raw:
     """The raw rows of split `split` (one part of a role's split spec) in `lang` from a local or synthetic source
-    (the hub's: `data.hub.read_hub`); `need`: how many leading rows a capped read needs (None: all)."""
+    (the hub's: `data.hub.read_hub`); `need`: how many leading rows a capped read needs (None: all). A local file's
+    fingerprint is the sha256 of its content (remembered per stamp: an untouched file is not read for it)."""
     if view.format == "synthetic":
         from xorder.data import synthetic
 
         path = synthetic.materialize(
-            Path(cache_dir).expanduser() / "synthetic", task.name, task.kind, split, lang, synthetic_examples
+            Path(cache_dir).expanduser(), task.name, task.kind, split, lang, synthetic_examples
         )
         return Raw(str(path), "/".join(path.parts[-3:]), lambda: _jsonl(path))  # version/task/split-lang-n
-    if not view.path:
-        raise XorderError(f"{task.name}: a {view.format} source needs a path")
-    template = str(view.path)
-    stray = _PLACEHOLDER.search(template)
-    if stray:
-        raise XorderError(
-            f"{task.name}: path {template!r} holds {stray.group()}; only {{lang}} and {{split}} are filled in"
-        )
-    path = Path(fill(template, lang, split)).expanduser()
+    files = local_files(task, view, split, lang, role)
+    digests = Digests(cache_dir)
+    fingerprint = ":".join(digests.file(file) for file in files)
     if view.format == "sts_semeval":
-        return _semeval(path, lang)
-    if not path.is_file():
-        hint = (
-            ""
-            if path.parent.is_dir()
-            else f" (nor does the folder {path.parent}: check data_root or the source's path)"
-        )
-        raise XorderError(f"{task.name}: no {role} file for {lang!r}: {path} does not exist{hint}")
-    fingerprint = _stat(path) + (f":first{need}" if view.format == "text" and need is not None else "")
+        return Raw(f"{files[0]} + {files[1].name}", fingerprint, lambda: _semeval(files[0], files[1], lang))
+    path = files[0]
+    if view.format == "text" and need is not None:
+        fingerprint += f":first{need}"
     readers: dict[str, Callable[[], Iterator[RawRow]]] = {
         "tsv": lambda: _table(path, "\t", view.fields),
         "csv": lambda: _table(path, ",", view.fields),
@@ -95,9 +87,28 @@ def open_raw(
     return Raw(str(path), fingerprint, readers[view.format], "question" if view.format == "squad_json" else "row")
 
 
-def _stat(path: Path) -> str:
-    stat = path.stat()
-    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+def local_files(task: TaskConfig, view: SourceConfig, split: str, lang: str, role: str) -> list[Path]:
+    """The files a local source reads for split `split` in `lang` (a SemEval STS pair: its sentences and its
+    scores), found without reading them; a missing one is an error naming the path."""
+    if not view.path:
+        raise XorderError(f"{task.name}: a {view.format} source needs a path")
+    template = str(view.path)
+    stray = _PLACEHOLDER.search(template)
+    if stray:
+        raise XorderError(
+            f"{task.name}: path {template!r} holds {stray.group()}; only {{lang}} and {{split}} are filled in"
+        )
+    path = Path(fill(template, lang, split)).expanduser()
+    if view.format == "sts_semeval":
+        return _semeval_files(path, lang)
+    if not path.is_file():
+        hint = (
+            ""
+            if path.parent.is_dir()
+            else f" (nor does the folder {path.parent}: check data_root or the source's path)"
+        )
+        raise XorderError(f"{task.name}: no {role} file for {lang!r}: {path} does not exist{hint}")
+    return [path]
 
 
 def _numbered(rows: Iterable[Any]) -> Iterator[RawRow]:
@@ -284,10 +295,9 @@ def parquet_rows(path: Path, need: int | None = None) -> Iterator[RawRow]:
         raise XorderError(f"{path}: not a readable parquet file ({' '.join(str(err).split())[:160]})") from None
 
 
-def _semeval(folder: Path, pair: str) -> Raw:
-    """SemEval-2017 Task 1: STS.input.track*.{pair}.txt (s1<TAB>s2) with STS.gs.track*.{pair}.txt (scores),
-    found anywhere under `folder`. 'es-en' is track 4a, 'es-en-wmt' track 4b. Track 6 (tr-en) ships 500
-    inputs for 250 scores: the first 250 inputs are the scored ones."""
+def _semeval_files(folder: Path, pair: str) -> list[Path]:
+    """SemEval-2017 Task 1: STS.input.track*.{pair}.txt (s1<TAB>s2) and its STS.gs.track*.{pair}.txt (scores),
+    found anywhere under `folder`. 'es-en' is track 4a, 'es-en-wmt' track 4b."""
     if not folder.is_dir():
         raise XorderError(
             f"{folder}: no such folder (the SemEval STS release: STS.input.track*.txt + STS.gs.track*.txt)"
@@ -304,22 +314,24 @@ def _semeval(folder: Path, pair: str) -> Raw:
     gold = next(folder.rglob(gold_name), None)
     if gold is None:
         raise XorderError(f"{folder}: no gold scores {gold_name} beside {source.name}")
+    return [source, gold]
 
-    def rows() -> Iterator[RawRow]:
-        pairs = [line for _, line in lines(source)]
-        scores = [line for _, line in lines(gold)]
-        if len(scores) > len(pairs):
-            raise XorderError(f"{gold}: {len(scores)} scores for {len(pairs)} sentence pairs in {source.name}")
-        for number, (line, score) in enumerate(zip(pairs, scores), 1):
-            values = line.rstrip("\r\n").split("\t")
-            if len(values) < 2:
-                raise XorderError(
-                    f"{source}: line {number}: expected two tab-separated sentences, found {len(values)} field"
-                )
-            yield (
-                number,
-                number,
-                {"sentence1": values[0], "sentence2": values[1], "score": score.strip(), "id": f"{pair}-{number}"},
+
+def _semeval(source: Path, gold: Path, pair: str) -> Iterator[RawRow]:
+    """The scored pairs of a SemEval STS track. Track 6 (tr-en) ships 500 inputs for 250 scores: the first 250
+    inputs are the scored ones."""
+    pairs = [line for _, line in lines(source)]
+    scores = [line for _, line in lines(gold)]
+    if len(scores) > len(pairs):
+        raise XorderError(f"{gold}: {len(scores)} scores for {len(pairs)} sentence pairs in {source.name}")
+    for number, (line, score) in enumerate(zip(pairs, scores), 1):
+        values = line.rstrip("\r\n").split("\t")
+        if len(values) < 2:
+            raise XorderError(
+                f"{source}: line {number}: expected two tab-separated sentences, found {len(values)} field"
             )
-
-    return Raw(f"{source} + {gold.name}", f"{_stat(source)}:{_stat(gold)}", rows)
+        yield (
+            number,
+            number,
+            {"sentence1": values[0], "sentence2": values[1], "score": score.strip(), "id": f"{pair}-{number}"},
+        )

@@ -5,10 +5,10 @@ source's split with optional slices and unions: `dev[:1500]`, `dev[1500:]`, `tra
 A column mapped as `columns.language` selects the rows of one language from a file that holds many.
 
 Every part is canonicalised and checked once, into `cache_dir/canonical/<key>.arrow`, a marker beside it written
-last; the key comes from the source's configuration and a fingerprint of the raw data taken without reading it
-(size and modification time, the hub's fingerprint), so a warm start opens the Arrow file (memory-mapped) and
-reads no raw row. Slices are row ranges of that file, random subsets are index selections of it: a 2M-row
-translate-train set is never a Python list.
+last with the file's sha256 (checked on every use); the key comes from the source's configuration and a
+fingerprint of the raw data (the content digest of a local file, remembered per stamp by `xorder.storage.integrity`; the
+hub's fingerprint), so a warm start opens the Arrow file (memory-mapped) and reads no raw row. Slices are row ranges
+of that file, random subsets are index selections of it: a 2M-row translate-train set is never a Python list.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from xorder.data import canonical
 from xorder.data.hub import read_hub
 from xorder.data.readers import FORMATS, open_raw
 from xorder.errors import XorderError
-from xorder.fileio import read_json, write_json
 from xorder.splits import Part, bound, parse_split, prefix_needed, split_config
+from xorder.storage.fileio import read_json, write_json
+from xorder.storage.integrity import Digests
 
-CANONICAL_VERSION = 1  # bump when canonical rows of the same raw data change
+CANONICAL_VERSION = 2  # bump when canonical rows of the same raw data change (2: an `item` column)
 # Fixed layouts read into known column names; a source's own `columns` still win over these.
 FORMAT_COLUMNS: dict[str, dict[str, Any]] = {
     "sts_semeval": {"text_a": "sentence1", "text_b": "sentence2", "label": "score", "id": "id"},
@@ -117,6 +118,7 @@ def _canonical(
         "score_scale": view.score_scale,
         "fields": view.fields,
         "format": view.format,
+        "aligned": canonical.alignment(view),
     }
     task_identity = [task.name, task.kind, list(task.label_names), task.score_range]
     key = hashlib.sha256(
@@ -126,15 +128,21 @@ def _canonical(
     ).hexdigest()[:24]
     folder = Path(cache_dir).expanduser() / "canonical"
     path, marker = folder / f"{key}.arrow", folder / f"{key}.json"
+    digests = Digests(cache_dir)
     done = read_json(marker)
-    if not (isinstance(done, dict) and path.is_file() and path.stat().st_size == done.get("bytes")):
-        folder.mkdir(parents=True, exist_ok=True)
-        marker.unlink(missing_ok=True)
-        canon = canonical.Canonicalizer(task, view, raw.where, lang, part.name)
-        rows = canonical.canonical_rows(raw.rows(), canon, raw.unit, view.columns.get("language"))
-        count = canonical.write(rows, task, path)
-        dataset = datasets.Dataset.from_file(str(path))
-        kinds.get(task.kind).check_split(dataset, raw.where)
-        write_json(marker, {"rows": count, "bytes": path.stat().st_size, "where": raw.where})
-        return dataset, key, raw.where
-    return datasets.Dataset.from_file(str(path)), key, raw.where
+    if isinstance(done, dict) and isinstance(done.get("sha256"), str):
+        if not path.is_file() or digests.file(path) != done["sha256"]:
+            raise XorderError(
+                f"damaged cache: {path} is missing or changed since it was written: delete {folder / key}.* to "
+                f"read {raw.where} again"
+            )
+        return datasets.Dataset.from_file(str(path)), key, raw.where
+    folder.mkdir(parents=True, exist_ok=True)  # no marker (a killed write, or one from before digests): read it
+    marker.unlink(missing_ok=True)
+    canon = canonical.Canonicalizer(task, view, raw.where, lang, part.name)
+    rows = canonical.canonical_rows(raw.rows(), canon, raw.unit, view.columns.get("language"))
+    count = canonical.write(rows, task, path)
+    dataset = datasets.Dataset.from_file(str(path))
+    kinds.get(task.kind).check_split(dataset, raw.where)
+    write_json(marker, {"rows": count, "sha256": digests.file(path), "where": raw.where})
+    return dataset, key, raw.where

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import random
-import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from xorder import kinds
 from xorder.config import TaskConfig
+from xorder.data import leaks
 from xorder.data.encode import encode, fingerprint
 from xorder.data.sources import LoadedSplit, load_split
 from xorder.errors import XorderError
@@ -95,11 +95,10 @@ def _load(comp: Component, role: str, lang: str, settings: DataSettings, cap: in
     )
 
 
-def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageData:
+def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings, earlier: Sequence[StageSpec] = ()) -> StageData:
     """Load and tokenize the stage's data. Intermediate stages evaluate on a fixed subset of each dev set;
-    the target stage evaluates every split it has (dev, test, ...) in every evaluation language."""
-    import datasets
-
+    the target stage evaluates every split it has (dev, test, ...) in every evaluation language, minus what it
+    or any `earlier` stage of the cell trained or was selected on (`data.leaks`)."""
     train_sets: list[TrainSet] = []
     evals: list[EvalSet] = []
     label_names: dict[str, list[str]] = {}
@@ -107,18 +106,9 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
     for comp in stage.components:
         task = comp.task
         max_length = task.max_length or stage.hparams.max_length
-        parts, fps = [], []
-        for lang in comp.languages:
-            loaded = _load(comp, "train", lang, settings, read_cap(comp))
-            if loaded is None:
-                raise XorderError(f"{task.name}: the {comp.source_name} source has no train split")
-            part = subset(loaded.dataset, comp.max_examples, f"{task.name}/{lang}")
-            parts.append(part)
-            fps.append(f"{loaded.fingerprint}:{len(part)}")
-        rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
-        rows = subset(rows, stage.hparams.max_examples_per_task, f"{task.name}/{comp.variant}")
+        rows, identity = train_rows(stage, comp, settings)
         names = label_names.setdefault(comp.head, kinds.get(task.kind).label_names(task, rows))
-        fp = fingerprint("/".join(fps) + f":{len(rows)}", task, tokenizer, max_length, True, names)
+        fp = fingerprint(identity, task, tokenizer, max_length, True, names)
         features = encode(
             rows,
             task,
@@ -132,8 +122,31 @@ def prepare(stage: StageSpec, tokenizer: Any, settings: DataSettings) -> StageDa
         train_sets.append(
             TrainSet(f"{comp.head}/{comp.variant}", comp.head, task, features, comp.mlm_probability, comp.variant)
         )
-        evals += _eval_sets(stage, comp, names, tokenizer, settings, max_length, rows, notes)
+        drawn = eval_rows(stage, comp, settings)
+        if stage.is_target and comp.source.format != "synthetic":
+            drawn, found = _unseen(stage, comp, settings, drawn, rows, identity, earlier)
+            notes += found
+        evals += _eval_sets(comp, names, tokenizer, settings, max_length, drawn)
     return StageData(train_sets, evals, label_names, notes)
+
+
+def train_rows(stage: StageSpec, comp: Component, settings: DataSettings) -> tuple[Any, str]:
+    """The rows a component trains on (its languages concatenated, capped per language and per task by fixed
+    draws) and their identity: where they were read and how they were drawn, without the tokenizer."""
+    import datasets
+
+    task = comp.task
+    parts, fps = [], []
+    for lang in comp.languages:
+        loaded = _load(comp, "train", lang, settings, read_cap(comp))
+        if loaded is None:
+            raise XorderError(f"{task.name}: the {comp.source_name} source has no train split")
+        part = subset(loaded.dataset, comp.max_examples, f"{task.name}/{lang}")
+        parts.append(part)
+        fps.append(f"{loaded.fingerprint}:{len(part)}")
+    rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+    rows = subset(rows, stage.hparams.max_examples_per_task, f"{task.name}/{comp.variant}")
+    return rows, "/".join(fps) + f":{len(rows)}"
 
 
 def read_cap(comp: Component) -> int | None:
@@ -173,38 +186,90 @@ def reads(stage: StageSpec) -> Iterator[tuple[Component, str, str, int | None]]:
             yield comp, role, lang, None
 
 
-def _eval_sets(
+Drawn = dict[tuple[str, str], tuple[LoadedSplit, Any]]  # (split, language) -> (the whole split, its draw)
+
+
+def eval_rows(stage: StageSpec, comp: Component, settings: DataSettings) -> Drawn:
+    """A component's evaluation sets: each split read whole, then one fixed draw per split whatever the language,
+    so parallel evaluation sets keep the same (translated) pairs (the target: trainer.target.eval_examples;
+    intermediate stages: trainer.eval_examples of their dev sets, which select their checkpoints)."""
+    cap = stage.hparams.eval_cap if stage.is_target else stage.hparams.eval_examples
+    out = {}
+    for split, lang in eval_reads(stage, comp):
+        loaded = _load(comp, split, lang, settings)
+        if loaded is not None:
+            out[(split, lang)] = (loaded, subset(loaded.dataset, cap, f"{comp.task.name}/{split}"))
+    return out
+
+
+def _unseen(
     stage: StageSpec,
     comp: Component,
-    names: list[str],
-    tokenizer: Any,
     settings: DataSettings,
-    max_length: int,
+    drawn: Drawn,
     train: Any,
-    notes: list[str],
-) -> list[EvalSet]:
-    task = comp.task
-    cap = stage.hparams.eval_cap if stage.is_target else stage.hparams.eval_examples
-    reads = eval_reads(stage, comp)
-    loaded_sets = {key: _load(comp, *key, settings) for key in reads}
-    seen = None
-    # no evaluation pair may be one the target trains on or is selected on (synthetic splits are drawn from one
-    # small lexicon and repeat each other by design: the demo is about the pipeline, not about these numbers)
-    if stage.is_target and comp.source.format != "synthetic":
-        selection = loaded_sets.get(("dev", task.train_language))
-        seen = {
-            "training": set(_keys(train, task)),
-            "selection": set(_keys(selection.dataset, task)) if selection is not None else set(),
-        }
+    train_identity: str,
+    earlier: Sequence[StageSpec],
+) -> tuple[Drawn, list[str]]:
+    """The target's evaluation sets minus what it trains or is selected on and what every earlier stage of the
+    cell trained or was selected on, with notes saying what left and which splits share source pairs. Synthetic
+    data is never compared: its splits come from one small lexicon and repeat each other by design (the demo is
+    about the pipeline, not about these numbers)."""
+    task, cache = comp.task, settings.cache_dir
+    selection = ("dev", task.train_language)
+    identity = f"{train_identity}:{task.name}/{comp.variant}"
+    seen_by = [
+        replace(leaks.seen("the target's training data", train, task, identity, cache, False), other_stage=False)
+    ]
+    if selection in drawn:
+        loaded = drawn[selection][0]
+        own = leaks.seen("the target's selection data", loaded.dataset, task, loaded.fingerprint, cache, False)
+        seen_by.append(replace(own, other_stage=False, of=selection))
+    seen_by += seen_in(earlier, settings)
+    kept, notes = leaks.exclude(task, {key: rows for key, (_, rows) in drawn.items()}, leaks.merged(seen_by), selection)
+    notes += leaks.shared_between_splits(
+        task,
+        {key: rows for key, rows in kept.items() if key != selection},
+        list(drawn),
+        lambda key: leaks.seen("", drawn[key][0].dataset, task, drawn[key][0].fingerprint, cache, False).keys,
+    )
+    return {key: (drawn[key][0], rows) for key, rows in kept.items()}, notes
+
+
+def check_unseen(stages: Sequence[StageSpec], settings: DataSettings) -> None:
+    """Refuse, before anything trains, a cell whose target selects its checkpoint on pairs that another of its
+    stages trained or was selected on (`data.leaks.exclude`); the target's preparation repeats the check from
+    cached keys."""
+    target = stages[-1]
+    for comp in target.components:
+        if comp.source.format != "synthetic":
+            rows, identity = train_rows(target, comp, settings)
+            _unseen(target, comp, settings, eval_rows(target, comp, settings), rows, identity, stages[:-1])
+
+
+def seen_in(stages: Sequence[StageSpec], settings: DataSettings) -> list[leaks.Seen]:
+    """What each stage trained on and selected its checkpoint on (its dev draws), as key sets (cached)."""
     out = []
-    for split, lang in reads:
-        loaded = loaded_sets[(split, lang)]
-        if loaded is None:
-            continue
-        # one draw per split, whatever the language: parallel evaluation sets keep the same (translated) pairs
-        examples = subset(loaded.dataset, cap, f"{task.name}/{split}")
-        if seen is not None:
-            examples = _without_seen(examples, task, split, lang, seen, notes)
+    for stage in stages:
+        for comp in stage.components:
+            if comp.source.format == "synthetic":
+                continue
+            texts = comp.task.kind == "mlm"
+            what = f"the {stage.name} stage's {comp.head}"
+            rows, identity = train_rows(stage, comp, settings)
+            identity += f":{comp.task.name}/{comp.variant}"
+            out.append(leaks.seen(f"{what} training data", rows, comp.task, identity, settings.cache_dir, texts))
+            for (split, _), (loaded, draw) in eval_rows(stage, comp, settings).items():
+                identity = f"{loaded.fingerprint}:{len(draw)}:{comp.task.name}/{split}"
+                out.append(leaks.seen(f"{what} selection data", draw, comp.task, identity, settings.cache_dir, texts))
+    return out
+
+
+def _eval_sets(
+    comp: Component, names: list[str], tokenizer: Any, settings: DataSettings, max_length: int, drawn: Drawn
+) -> list[EvalSet]:
+    task, out = comp.task, []
+    for (split, lang), (loaded, examples) in drawn.items():
         fp = fingerprint(
             f"{loaded.fingerprint}:{len(examples)}:{_digest(examples)}", task, tokenizer, max_length, False, names
         )
@@ -221,42 +286,6 @@ def _eval_sets(
         features = features.add_column("feature", list(range(len(features))))
         out.append(EvalSet(comp.head, task, split, lang, examples, features, names, comp.mlm_probability))
     return out
-
-
-def _keys(dataset: Any, task: TaskConfig) -> list[str]:
-    """One key per row: its texts, normalised (NFKC, case, whitespace) and sorted, so that a pair that is also
-    in another set, in either order, has the same key."""
-    columns = [
-        c for c, kind in kinds.get(task.kind).columns().items() if kind == "string" and c in dataset.column_names
-    ]
-    texts = dataset.select_columns(columns).to_dict()
-    out = []
-    for values in zip(*(texts[c] for c in columns)):
-        norm = sorted(" ".join(unicodedata.normalize("NFKC", v or "").casefold().split()) for v in values)
-        out.append(hashlib.blake2b("\x1f".join(norm).encode(), digest_size=16).hexdigest())
-    return out
-
-
-def _without_seen(
-    examples: Any, task: TaskConfig, split: str, lang: str, seen: dict[str, set[str]], notes: list[str]
-) -> Any:
-    """The evaluation set minus the pairs the target trains or is selected on (never the selection set itself),
-    with a note saying how many were excluded and why."""
-    if split == "dev" and lang == task.train_language:
-        return examples
-    keys = _keys(examples, task)
-    found = {name: sum(key in keys_seen for key in keys) for name, keys_seen in seen.items()}
-    keep = [i for i, key in enumerate(keys) if not any(key in keys_seen for keys_seen in seen.values())]
-    if len(keep) == len(keys):
-        return examples
-    if not keep:
-        raise XorderError(
-            f"{task.name} {split}/{lang}: every evaluation pair is also in the target's training or "
-            "selection data: nothing would be zero-shot"
-        )
-    why = " and ".join(f"{n} in its {name} data" for name, n in found.items() if n)
-    notes.append(f"{split}/{lang}: {len(keys) - len(keep)} of {len(keys)} pairs excluded from evaluation ({why})")
-    return examples.select(keep, keep_in_memory=True)
 
 
 def _digest(examples: Any) -> str:

@@ -2,7 +2,7 @@
 
 Each head kind has a default stand-in (`Kind.synthetic`); a few tasks have their own below (NLI, duplicate
 questions, sentiment, two multiple-choice shapes). They are written in the synthetic languages of
-`xorder.lexicon`, whose labels are functions of meaning, so a tiny model learns each task in seconds in
+`xorder.kinds.lexicon`, whose labels are functions of meaning, so a tiny model learns each task in seconds in
 English, and the same examples rendered in other languages (translate-train data, MLM text) give a
 multilingual stage something to align. Example i of a split is the same meaning in every language:
 translations are parallel.
@@ -11,15 +11,18 @@ translations are parallel.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from xorder import kinds, lexicon
-from xorder.fileio import write_atomic
+from xorder import kinds
+from xorder.kinds import lexicon
 from xorder.kinds.base import Example
+from xorder.kinds.lexicon import VERSION, Renderer
 from xorder.kinds.multiple_choice import ending_choice
-from xorder.lexicon import VERSION, Renderer
+from xorder.storage.fileio import write_atomic
+from xorder.storage.integrity import Digests, of_bytes
 
 Generator = Callable[[random.Random, Renderer, Renderer], Example]
 
@@ -92,11 +95,22 @@ def split_size(split: str, train_examples: int) -> int:
     return max(16, int(train_examples * SPLIT_SIZES.get(split, 0.25)))
 
 
-def materialize(root: str | Path, task: str, kind: str, split: str, lang: str, train_examples: int) -> Path:
-    """Write the split as jsonl under `root` (once; the name carries everything that determines it)."""
+def materialize(cache_dir: str | Path, task: str, kind: str, split: str, lang: str, train_examples: int) -> Path:
+    """The split as jsonl under cache_dir/synthetic (the name carries everything that determines it), written once
+    with its sha256 beside it, written last and checked on every use: a file that changed since is generated again,
+    logged (the generator is deterministic, so the new file is the one the stage hashes assume)."""
     n = split_size(split, train_examples)
-    path = Path(root) / f"v{VERSION}" / task / f"{split}-{lang}-{n}.jsonl"
-    if not path.exists():
-        lines = (json.dumps(e, ensure_ascii=False) for e in examples(task, kind, split, lang, n))
-        write_atomic(path, "\n".join(lines) + "\n")
+    path = Path(cache_dir) / "synthetic" / f"v{VERSION}" / task / f"{split}-{lang}-{n}.jsonl"
+    marker = path.with_name(path.name + ".sha256")
+    if marker.is_file():
+        recorded = marker.read_text().strip()
+        if path.is_file() and Digests(cache_dir).file(path) == recorded:
+            return path
+        logging.getLogger("xorder").warning(
+            "the synthetic data %s is missing or changed since it was generated: generating it again", path
+        )
+    lines = (json.dumps(e, ensure_ascii=False) for e in examples(task, kind, split, lang, n))
+    data = ("\n".join(lines) + "\n").encode()
+    write_atomic(path, data)
+    write_atomic(marker, of_bytes(data) + "\n")
     return path

@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Any
 
-from xorder import lexicon
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
-from xorder.kinds.base import Batch, Example, Fail, OneOfMany, class_label, encode_texts, loss_or_none, text
-from xorder.lexicon import Renderer
+from xorder.kinds import lexicon
+from xorder.kinds.base import Batch, Encoding, Example, Fail, OneOfMany, class_label, encode_texts, loss_or_none, text
+from xorder.kinds.lexicon import Renderer
 
 if TYPE_CHECKING:
     import torch
@@ -21,7 +21,7 @@ class Classification(OneOfMany):
     name = "classification"
     schema = {"text_a": "string", "label": "int64"}
     optional = {"text_b": "string"}
-    needs_label_names = True
+    auto_class = "AutoModelForSequenceClassification"
 
     def check(
         self, task: TaskConfig, view: SourceConfig, item: dict[str, Any], column: dict[str, str], fail: Fail
@@ -35,21 +35,11 @@ class Classification(OneOfMany):
             task, view, item["label"], column["label"], fail, len(task.label_names), ", ".join(task.label_names)
         )
 
-    def encode(
-        self,
-        batch: Batch,
-        rows: list[int],
-        *,
-        tokenizer: Any,
-        max_length: int,
-        task: TaskConfig,
-        train: bool,
-        label_names: list[str],
-    ) -> dict[str, list[Any]]:
-        return encode_texts(batch, rows, tokenizer, max_length)
+    def encode(self, batch: Batch, rows: list[int], how: Encoding) -> dict[str, list[Any]]:
+        return encode_texts(batch, rows, how.tokenizer, how.max_length)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
-        from xorder.heads import PooledHead
+        from xorder.kinds.heads import PooledHead
 
         return PooledHead(hidden, n_labels, dropout)
 

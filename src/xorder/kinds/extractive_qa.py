@@ -8,10 +8,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from xorder import lexicon, metrics
 from xorder.config import SourceConfig, TaskConfig
-from xorder.kinds.base import Batch, Example, Fail, Kind, Padded, Scored, text
-from xorder.lexicon import Renderer
+from xorder.kinds import lexicon, metrics
+from xorder.kinds.base import Batch, Encoding, Example, Fail, Kind, Padded, Scored, text
+from xorder.kinds.lexicon import Renderer
 
 if TYPE_CHECKING:
     import datasets
@@ -48,25 +48,15 @@ class ExtractiveQA(Kind):
                 raise fail(where, f"answer {answer!r} is not at character {start} of the context")
         item["answers"] = {"text": texts, "answer_start": starts}
 
-    def encode(
-        self,
-        batch: Batch,
-        rows: list[int],
-        *,
-        tokenizer: Any,
-        max_length: int,
-        task: TaskConfig,
-        train: bool,
-        label_names: list[str],
-    ) -> dict[str, list[Any]]:
+    def encode(self, batch: Batch, rows: list[int], how: Encoding) -> dict[str, list[Any]]:
         """Training features point at the answer's first and last token (the first token when the answer is
         outside the window); evaluation features keep the offsets of context tokens to map spans back to text."""
-        enc = tokenizer(
+        enc = how.tokenizer(
             [q.lstrip() for q in batch["question"]],
             batch["context"],
             truncation="only_second",
-            max_length=max_length,
-            stride=task.doc_stride,
+            max_length=how.max_length,
+            stride=how.task.doc_stride,
             return_overflowing_tokens=True,
             return_offsets_mapping=True,
         )
@@ -97,7 +87,7 @@ class ExtractiveQA(Kind):
             starts.append(s)
             ends.append(e)
         out["start_positions"], out["end_positions"] = starts, ends
-        if not train:
+        if not how.train:
             out["offset_mapping"] = kept_offsets
         return out
 

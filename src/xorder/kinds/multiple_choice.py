@@ -8,11 +8,11 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from xorder import lexicon
 from xorder.config import SourceConfig, TaskConfig
 from xorder.errors import XorderError
-from xorder.kinds.base import MODEL_KEYS, Batch, Example, Fail, OneOfMany, class_label, loss_or_none, text
-from xorder.lexicon import Renderer
+from xorder.kinds import lexicon
+from xorder.kinds.base import MODEL_KEYS, Batch, Encoding, Example, Fail, OneOfMany, class_label, loss_or_none, text
+from xorder.kinds.lexicon import Renderer
 
 if TYPE_CHECKING:
     import datasets
@@ -53,17 +53,7 @@ class MultipleChoice(OneOfMany):
                 "a multiple-choice task needs the same number in every row"
             )
 
-    def encode(
-        self,
-        batch: Batch,
-        rows: list[int],
-        *,
-        tokenizer: Any,
-        max_length: int,
-        task: TaskConfig,
-        train: bool,
-        label_names: list[str],
-    ) -> dict[str, list[Any]]:
+    def encode(self, batch: Batch, rows: list[int], how: Encoding) -> dict[str, list[Any]]:
         questions = batch.get("question") or [None] * len(batch["context"])
         firsts, seconds, counts = [], [], []
         for context, question, choices in zip(batch["context"], questions, batch["choices"]):
@@ -71,7 +61,7 @@ class MultipleChoice(OneOfMany):
             for choice in choices:
                 firsts.append(context)
                 seconds.append(f"{question} {choice}" if question else choice)
-        flat = tokenizer(firsts, seconds, truncation=True, max_length=max_length)
+        flat = how.tokenizer(firsts, seconds, truncation=True, max_length=how.max_length)
         out: dict[str, list[Any]] = {key: [] for key in flat}
         at = 0
         for n in counts:
@@ -89,7 +79,7 @@ class MultipleChoice(OneOfMany):
         return ChoiceCollator(tokenizer, multiple)
 
     def head(self, hidden: int, n_labels: int, dropout: float, lm_head: nn.Module | None) -> nn.Module:
-        from xorder.heads import PooledHead
+        from xorder.kinds.heads import PooledHead
 
         return PooledHead(hidden, 1, dropout)
 

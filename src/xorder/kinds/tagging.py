@@ -8,10 +8,10 @@ import random
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from xorder import lexicon
 from xorder.config import SourceConfig, TaskConfig
-from xorder.kinds.base import IGNORE, MODEL_KEYS, Batch, Example, Fail, Kind, Scored, finish
-from xorder.lexicon import Renderer
+from xorder.kinds import lexicon
+from xorder.kinds.base import IGNORE, MODEL_KEYS, Batch, Encoding, Example, Fail, Kind, Scored, Shares, finish
+from xorder.kinds.lexicon import Renderer
 
 if TYPE_CHECKING:
     import datasets
@@ -47,19 +47,9 @@ class Tagging(Kind):
 
         return sorted(pc.unique(pc.list_flatten(train.with_format("arrow")["tags"])).to_pylist())
 
-    def encode(
-        self,
-        batch: Batch,
-        rows: list[int],
-        *,
-        tokenizer: Any,
-        max_length: int,
-        task: TaskConfig,
-        train: bool,
-        label_names: list[str],
-    ) -> dict[str, list[Any]]:
-        index = {name: i for i, name in enumerate(label_names)}
-        enc = tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=max_length)
+    def encode(self, batch: Batch, rows: list[int], how: Encoding) -> dict[str, list[Any]]:
+        index = {name: i for i, name in enumerate(how.label_names)}
+        enc = how.tokenizer(batch["tokens"], is_split_into_words=True, truncation=True, max_length=how.max_length)
         labels = []
         for i, tags in enumerate(batch["tags"]):
             previous, row = None, []
@@ -95,6 +85,10 @@ class Tagging(Kind):
 
     def predictions(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return outputs.argmax(-1).masked_fill(batch["labels"] == IGNORE, IGNORE)
+
+    def example_scores(self, metric: str) -> Shares | None:
+        """None: its accuracy and f1 count tokens, not examples (no per-example shares to resample)."""
+        return None
 
     def score(
         self,

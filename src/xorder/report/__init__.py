@@ -12,6 +12,8 @@ compared orders' cells for the paired tests; never logs. Writes into the output 
   compute.csv       device hours of the trained stages, and the hours the missing cells would take
   tables.md/.tex    main (mean ± std), delta vs `none`, order effect, robustness, selection, training budget
                     and compute tables, with the records' notes
+  ranking_check.csv where the results hold a ranking (`xorder rank`): per target, model, method and split, Spearman
+                    of its scores with the realised gains over `none`, Regret@1 and Regret@3 (report/ranking.py)
   references.bib    BibTeX of xorder, the reference study and the records' datasets
   plots/*.png|pdf   per-language bars with error bars per order, and a task x order heatmap of avg_non_en
 
@@ -20,7 +22,7 @@ random draws come from generators seeded by the name of what they test, and plot
 
 Modules, in the order the data flows: catalog (packaged task files), load (records) -> grid (axes, sorting,
 missing cells) -> aggregate (seeds) -> paired, effects (order effect) -> names, render, tables, compute
-(Markdown, LaTeX) -> plots -> cite -> command (build, main).
+(Markdown, LaTeX) -> plots -> cite -> ranking (the check of `xorder rank`) -> command (build, main).
 """
 
 from xorder.report.command import build, main

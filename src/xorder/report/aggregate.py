@@ -29,7 +29,7 @@ def per_seed(records: Records) -> pd.DataFrame:
         return scores.copy()
     group = [*ROW, "seed", "selection", "split", "metric"]
     have = scores.groupby(group)["language"].transform("size")
-    expected = scores.groupby(["target", "selection", "split", "metric"])["language"].transform("nunique")
+    expected = scores.groupby(["target", "data", "selection", "split", "metric"])["language"].transform("nunique")
     complete = scores[have == expected]
     train = complete["target"].map(lambda t: records.target(t).train_language)
     non_en = complete[[not is_train_language(lang, tl) for lang, tl in zip(complete["language"], train)]]

@@ -16,14 +16,17 @@ from xorder.report.aggregate import per_seed, summarize
 from xorder.report.cite import references
 from xorder.report.compute import budget_table, compute_frame, compute_line, compute_table
 from xorder.report.effects import order_effects
-from xorder.report.grid import NO_TASKS, PAIR, ZERO_SHOT, missing_cells
+from xorder.report.grid import NO_TASKS, PAIR, SLICE, ZERO_SHOT, missing_cells
 from xorder.report.load import Records, load_records
 from xorder.report.names import load_names
 from xorder.report.plots import write_plots
+from xorder.report.ranking import check as ranking_check
+from xorder.report.ranking import markdown as ranking_markdown
 from xorder.report.render import PLAIN, Style, Table, tex
 from xorder.report.tables import (
     Look,
     View,
+    degenerate_table,
     delta_table,
     effect_table,
     main_table,
@@ -31,6 +34,7 @@ from xorder.report.tables import (
     robustness_table,
     selection_table,
     selections_table,
+    slice_label,
     views,
 )
 
@@ -97,14 +101,23 @@ def _view_tables(
     return [t for t in made if t is not None]
 
 
-def _notes(records: Records, look: Look, target: str, model: str) -> tuple[str, str]:
-    """The records' notes under a target's tables, as Markdown and LaTeX (empty when there are none)."""
-    notes = record_notes(records, target, model)
+def _notes(records: Records, look: Look, key: tuple[str, str, str]) -> tuple[str, str]:
+    """The records' notes under the tables of a slice (target, data, model), as Markdown and LaTeX (empty when
+    there are none)."""
+    notes = record_notes(records, key)
     if not notes:
         return "", ""
-    head = f"Notes of the {look.names(target)} · {look.names(model)} records"
+    head = f"Notes of the {slice_label(look.names, key)} records"
     md = "\n".join([f"{head}:", "", *(f"- {n}" for n in notes)]) + "\n"
     return md, f"\\noindent {tex(head)}: " + "; ".join(tex(n) for n in notes) + ".\n"
+
+
+def _counts(records: Records, missing: pd.DataFrame) -> str:
+    """`48 records (24 degenerate, left out of the means), 0 missing, 0 skipped`."""
+    degenerate = int((records.cells["degenerate"] != "").sum())
+    how = "included in the means" if records.include_degenerate else "left out of the means"
+    held = f" ({degenerate} degenerate, {how})" if degenerate else ""
+    return f"{len(records.cells)} records{held}, {len(missing)} missing, {len(records.skipped)} skipped"
 
 
 def build(
@@ -114,15 +127,35 @@ def build(
     resamples: int = RESAMPLES,
     stream: Any = None,
     options: Options | None = None,
+    include_degenerate: bool = False,
 ) -> dict[str, Any]:
-    """Everything `xorder report` does, returning counts; warnings go to `stream` (stderr by default)."""
+    """Everything `xorder report` does: the tables (tables.md, tables.tex, the CSVs), plots and references of
+    every record under `results`, written to `out`; byte-identical for the same records.
+
+    Args:
+        results: the results directory the cells wrote their records to.
+        out: the folder the tables go to (created).
+        strict: stop at the first unusable predictions.parquet instead of warning and leaving out its test.
+        resamples: bootstrap and permutation draws of each paired order-effect test.
+        stream: where warnings go (stderr by default).
+        options: the presentation options (the compared pair of orders, names and plot looks).
+        include_degenerate: count degenerate records in the means (left out by default).
+
+    Returns:
+        Counts of what was read and written (records, degenerate, missing, skipped, malformed, tables, plots,
+        ranking_checks), the problems found (path, reason), the counts and compute lines as printed, the references.
+
+    Raises:
+        XorderError: `results` does not exist or holds no complete record, or (`strict`) a record's predictions
+            are unusable.
+    """
     stream, options = stream or sys.stderr, options or Options()
     look, pair = options.look, options.pair
     if not results.is_dir():
         raise XorderError(
             f"results directory {results} does not exist; run cells first (xorder run ...) or pass --results DIR"
         )
-    records = load_records(results, out.resolve())
+    records = load_records(results, out.resolve(), include_degenerate)
     _check(records, results, strict, pair, stream)
     problems: list[tuple[str, str]] = [*records.skipped, *records.malformed]
     known = len(problems)
@@ -144,7 +177,7 @@ def build(
         "# xorder result tables",
         "",
         (
-            f"{len(records.cells)} records, {len(missing)} missing, {len(records.skipped)} skipped. "
+            f"{_counts(records, missing)}. "
             f"Zero-shot ({ZERO_SHOT}) selection, each target's primary metric; every number in summary.csv."
         ),
         f"Records from git commits: {_commits(records.cells)}.",
@@ -152,23 +185,33 @@ def build(
     ]
     tex_parts = ["% xorder result tables (booktabs); generated by `xorder report`, do not edit", ""]
     tables: list[Table] = []
-    for i, view in enumerate(all_views):
-        mine = _view_tables(view, look, records, seeds, summary, effects, resamples, pair)
+    for key, _ in records.cells.groupby(SLICE, sort=True):
+        mine = [
+            t
+            for view in all_views
+            if view.key == key
+            for t in _view_tables(view, look, records, seeds, summary, effects, resamples, pair)
+        ]
+        degenerate = degenerate_table(records, look, key, tabled=bool(mine))
+        mine += [degenerate] if degenerate is not None else []
         tables += mine
         md += [t.markdown() for t in mine]
         tex_parts += [t.latex() for t in mine if t.rows]
-        if i + 1 == len(all_views) or (all_views[i + 1].target, all_views[i + 1].model) != (view.target, view.model):
-            notes = _notes(records, look, view.target, view.model)
-            md += [notes[0]] if notes[0] else []
-            tex_parts += [notes[1]] if notes[1] else []
+        notes = _notes(records, look, key)
+        md += [notes[0]] if notes[0] else []
+        tex_parts += [notes[1]] if notes[1] else []
     table = compute_table(compute, look)
     if table is not None:
         tables.append(table)
         md.append(table.markdown())
         tex_parts.append(table.latex())
+    checked = ranking_check(results, out.resolve(), records, seeds, summary, warn)
+    md += ranking_markdown(checked, look.style.digits)
     md += ["### Missing records", ""]
     md += [
-        f"- {r.target}/{r.order}/{r.tasks}/{r.multilingual}/{r.model}/seed{r.seed}" for r in missing.itertuples()
+        f"- {r.target}/{r.order}/{r.tasks}/{r.multilingual}/{r.model}/seed{r.seed}"
+        + (f" (data: {r.data})" if r.data else "")
+        for r in missing.itertuples()
     ] or ["none"]
     md += ["", "### Skipped records", ""]
     md += [f"- {path}: {reason}" for path, reason in records.skipped] or ["none"]
@@ -185,12 +228,15 @@ def build(
         "tables.md": "\n".join(md) + "\n",
         "tables.tex": "\n".join(tex_parts),
         "references.bib": bib,
+        **({"ranking_check.csv": _csv(checked)} if not checked.empty else {}),
     }
     for name, text in files.items():
         write_atomic(out / name, text)
     plots = write_plots(all_views, records, look.names, out / "plots", stream)
     return {
         "records": len(records.cells),
+        "degenerate": int((records.cells["degenerate"] != "").sum()),
+        "counts": _counts(records, missing),
         "missing": len(missing),
         "skipped": len(records.skipped),
         "malformed": len(records.malformed),
@@ -199,6 +245,7 @@ def build(
         "problems": problems,
         "compute": compute_line(compute, len(missing)),
         "references": bib,
+        "ranking_checks": len(checked),
     }
 
 
@@ -239,6 +286,11 @@ def parser() -> argparse.ArgumentParser:
         "--plain", action="store_true", help="plain-text numbers: ASCII hyphen-minus, no bold (for diffs and parsers)"
     )
     p.add_argument(
+        "--include-degenerate",
+        action="store_true",
+        help="put degenerate records (one value predicted everywhere, or R² <= 0) into the means, marked ∅",
+    )
+    p.add_argument(
         "--cite",
         action="store_true",
         help="print BibTeX for xorder and the records' datasets (always written to references.bib)",
@@ -266,15 +318,14 @@ def main(args: list[str]) -> int:
     try:
         if ns.resamples < 1:
             raise XorderError("--resamples must be at least 1")
-        done = build(results, out, ns.strict, ns.resamples, options=options(ns))
+        done = build(
+            results, out, ns.strict, ns.resamples, options=options(ns), include_degenerate=ns.include_degenerate
+        )
     except XorderError as err:
         print(f"xorder: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
     plots = "no plots" if done["plots"] is None else f"{done['plots']} plots (PNG, PDF)"
-    print(
-        f"tables: {out} ({done['records']} records, {done['missing']} missing, {done['skipped']} skipped, "
-        f"{done['tables']} tables, {plots})"
-    )
+    print(f"tables: {out} ({done['counts']}, {done['tables']} tables, {plots})")
     print(done["compute"])
     if ns.cite:
         print(done["references"], end="")

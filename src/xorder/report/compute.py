@@ -8,13 +8,14 @@ import re
 
 import pandas as pd
 
-from xorder.report.grid import STAGES, sort_frame
+from xorder.report.grid import ROW, SLICE, STAGES, of_slice, sort_frame
 from xorder.report.load import Records
 from xorder.report.render import DASH, Table, count
 from xorder.report.tables import Look, View
 
 COMPUTE_COLUMNS = [
     "target",
+    "data",
     "model",
     "resource",
     "records",
@@ -24,10 +25,10 @@ COMPUTE_COLUMNS = [
     "projected_hours",
     "not_projected",
 ]
-CELL = ["target", "model", "multilingual", "order", "tasks"]
+CELL = ROW
 _GPU = re.compile(r"nvidia|tesla|quadro|geforce|radeon|instinct|\bgpu\b|cuda", re.IGNORECASE)
 PROJECTION = (
-    "each missing cell costs the mean trained hours of the recorded cells of the same target, model, "
+    "each missing cell costs the mean trained hours of the recorded cells of the same target, data, model, "
     "order, tasks and multilingual variant"
 )
 
@@ -39,7 +40,7 @@ def _strict_sum(values: pd.Series) -> float:
 
 def budget_table(view: View, look: Look, records: Records) -> Table | None:
     """Steps and training examples per stage and in total, mean over a row's seeds."""
-    stages = records.stages[(records.stages["target"] == view.target) & (records.stages["model"] == view.model)]
+    stages = of_slice(records.stages, view.key)
     if stages.empty:
         return None
     key = ["tasks", "multilingual", "order", "seed"]
@@ -50,7 +51,7 @@ def budget_table(view: View, look: Look, records: Records) -> Table | None:
     rows = []
     for row in view.rows:
         if row not in totals.droplevel("seed").index:
-            rows.append([*look.names.row(row), "0", *[DASH] * (len(names) + 1) * len(measures)])
+            rows.append([*view.row_label(look, row), "0", *[DASH] * (len(names) + 1) * len(measures)])
             continue
         mine, total = per_stage.xs(row, level=key[:3]), totals.xs(row, level=key[:3])
         cells = [
@@ -59,7 +60,12 @@ def budget_table(view: View, look: Look, records: Records) -> Table | None:
             for m in measures
         ]
         rows.append(
-            [*look.names.row(row), str(len(total)), *cells, *(count(total[m].mean(skipna=False)) for m in measures)]
+            [
+                *view.row_label(look, row),
+                str(len(total)),
+                *cells,
+                *(count(total[m].mean(skipna=False)) for m in measures),
+            ]
         )
     note = (
         "Training steps and examples seen per stage, mean over seeds; a stage reused from the cache counts "
@@ -67,6 +73,7 @@ def budget_table(view: View, look: Look, records: Records) -> Table | None:
     )
     if len(measures) == 1:
         note += " Examples: not in these records (written by an older xorder)."
+    note += f" {view.marks_note(costs=True)}" if view.marks_note(costs=True) else ""
     columns = [f"{name} {m}" for name in names for m in measures] + [f"total {m}" for m in measures]
     return Table(
         f"{view.slug}-budget",
@@ -89,7 +96,7 @@ def _trained(records: Records) -> pd.DataFrame:
 
 
 def compute_frame(records: Records, missing: pd.DataFrame) -> pd.DataFrame:
-    """Per target, model and resource (gpu, cpu): records, trained stages, hours spent, and the hours the
+    """Per target, data, model and resource (gpu, cpu): records, trained stages, hours spent, and the hours the
     missing cells would take (PROJECTION); cells without a recorded cell to go by are counted as not projected."""
     trained = _trained(records)
     if trained.empty:
@@ -100,9 +107,8 @@ def compute_frame(records: Records, missing: pd.DataFrame) -> pd.DataFrame:
     mean = per_cell.groupby(CELL)[resources].mean()
     gone = missing.merge(mean, left_on=CELL, right_index=True, how="left")
     rows = []
-    for (target, model), group in records.cells.groupby(["target", "model"], sort=True):
-        mine = trained[(trained["target"] == target) & (trained["model"] == model)]
-        todo = gone[(gone["target"] == target) & (gone["model"] == model)]
+    for key, group in records.cells.groupby(SLICE, sort=True):
+        mine, todo = of_slice(trained, key), of_slice(gone, key)
         unknown = int(todo[resources].isna().all(axis=1).sum()) if resources else len(todo)
         for resource in resources:
             spent = mine[mine["resource"] == resource]
@@ -110,8 +116,7 @@ def compute_frame(records: Records, missing: pd.DataFrame) -> pd.DataFrame:
                 continue
             rows.append(
                 (
-                    target,
-                    model,
+                    *key,
                     resource,
                     len(group),
                     len(spent),
@@ -121,7 +126,7 @@ def compute_frame(records: Records, missing: pd.DataFrame) -> pd.DataFrame:
                     unknown,
                 )
             )
-    return sort_frame(pd.DataFrame(rows, columns=COMPUTE_COLUMNS), ["target", "model", "resource"])
+    return sort_frame(pd.DataFrame(rows, columns=COMPUTE_COLUMNS), [*SLICE, "resource"])
 
 
 def compute_line(frame: pd.DataFrame, missing: int) -> str:
@@ -133,7 +138,7 @@ def compute_line(frame: pd.DataFrame, missing: int) -> str:
         ahead = [
             f"{totals.loc[r, 'projected_hours']:.2f} {r.upper()}-hours" for r in ("gpu", "cpu") if r in totals.index
         ]
-        unknown = int(frame.drop_duplicates(["target", "model"])["not_projected"].sum()) if len(frame) else missing
+        unknown = int(frame.drop_duplicates(SLICE)["not_projected"].sum()) if len(frame) else missing
         line += (
             f"; about {' and '.join(ahead) or '0 hours'} more for the {missing} missing cells ({PROJECTION}"
             + (f"; {unknown} without such a cell not projected" if unknown else "")
@@ -147,7 +152,7 @@ def compute_table(frame: pd.DataFrame, look: Look) -> Table | None:
         return None
     rows = [
         [
-            look.names(r.target),
+            look.names(r.target) + (f" (data: {look.names(r.data)})" if r.data else ""),
             look.names(r.model),
             r.resource.upper(),
             str(r.records),

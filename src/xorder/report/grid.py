@@ -12,8 +12,12 @@ ORDERS = ("none", "english_only", "multilingual_only", "english_first", "multili
 ZERO_SHOT = "en_dev"  # the selection the main tables report: checkpoint chosen on English dev only
 AVG, AVG_NON_EN = "avg", "avg_non_en"
 NO_TASKS = "none"
-ROW = ["target", "model", "multilingual", "order", "tasks"]  # one row of the study grid; seeds pooled
-MISSING_COLUMNS = ["target", "model", "multilingual", "order", "tasks", "seed"]
+# The target's data source is part of a cell's identity: synthetic PAWS-X and real PAWS-X are different test sets.
+# A record's `variant` names it first (`xtreme+synthetic-1a2b3c4d`: the target read from XTREME's files); records
+# written before variants existed have "".
+SLICE = ["target", "data", "model"]  # what one set of tables covers (with a split)
+ROW = [*SLICE, "multilingual", "order", "tasks"]  # one row of the study grid; seeds pooled
+MISSING_COLUMNS = [*ROW, "seed"]
 PAIR = ("english_first", "multilingual_first")  # the orders the order-effect table compares by default (--compare)
 STAGES = ("english", "multilingual", "joint", "target")  # stage names of a record, in training sequence
 MULTILINGUAL_STAGES = ("multilingual", "joint")  # the stages that train on languages other than English
@@ -61,20 +65,31 @@ def is_train_language(language: str, train_language: str) -> bool:
     return language == train_language or language == f"{train_language}-{train_language}"
 
 
+def columns_of(languages: list[str], train_language: str) -> dict[str, list[str]]:
+    """The languages behind each column of a table: every language alone, then `avg` (all of them) and
+    `avg_non_en` (all but the training language)."""
+    out = {lang: [lang] for lang in languages}
+    out[AVG] = list(languages)
+    out[AVG_NON_EN] = [lang for lang in languages if not is_train_language(lang, train_language)]
+    return out
+
+
 def primary_metric(cells: pd.DataFrame, target: str) -> str:
     """The target's primary metric (the most common one among its records, ties by name)."""
     counts = cells[cells["target"] == target]["primary_metric"].value_counts()
     return min(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0]
 
 
-def main_splits(summary: pd.DataFrame, target: str, model: str) -> list[str]:
-    """The evaluation splits the tables report: every split but dev (dev chose the checkpoint), or dev when
-    a target has nothing else."""
-    splits = set(
-        summary[(summary["target"] == target) & (summary["model"] == model) & (summary["selection"] == ZERO_SHOT)][
-            "split"
-        ]
-    )
+def of_slice(frame: pd.DataFrame, key: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of `frame` in one slice (target, data, model)."""
+    return frame[(frame["target"] == key[0]) & (frame["data"] == key[1]) & (frame["model"] == key[2])]
+
+
+def main_splits(summary: pd.DataFrame, key: tuple[str, ...]) -> list[str]:
+    """The evaluation splits the tables report for a slice: every split but dev (dev chose the checkpoint), or
+    dev when a target has nothing else."""
+    part = of_slice(summary, key)
+    splits = set(part[part["selection"] == ZERO_SHOT]["split"])
     chosen = sorted(splits - {"dev"}, key=SORT_KEYS["split"]) or sorted(splits)
     return chosen
 
@@ -85,7 +100,7 @@ def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
     its records show (`none` uses neither, english_only tasks only, the others both), each with every
     observed seed."""
     missing = []
-    for (target, model), group in cells.groupby(["target", "model"], sort=True):
+    for key, group in cells.groupby(SLICE, sort=True):
         seeds = sorted(set(group["seed"]))
         tasks = sorted(set(group["tasks"]) - {NO_TASKS})
         variants = sorted(set(group["multilingual"]) - {NOT_APPLICABLE})
@@ -100,6 +115,6 @@ def missing_cells(cells: pd.DataFrame) -> pd.DataFrame:
                 for task in tasks if uses_tasks else [NO_TASKS]:
                     for seed in seeds:
                         if (multilingual, order, task, seed) not in have:
-                            missing.append((target, model, multilingual, order, task, seed))
+                            missing.append((*key, multilingual, order, task, seed))
     frame = pd.DataFrame(missing, columns=MISSING_COLUMNS)
     return sort_frame(frame, MISSING_COLUMNS)

@@ -14,9 +14,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from xorder.records import CONFIG, METRICS, validate
+from xorder.records import CONFIG, CONSTANT_NOTE, METRICS, SETTINGS_HASH, UNLEARNED_NOTE, damaged, validate
 from xorder.report import catalog
-from xorder.report.grid import NO_TASKS, ROW
+from xorder.report.grid import NO_TASKS, ROW, SLICE
+from xorder.storage.integrity import changed_phrase
 
 STAGE_COLUMNS = [
     *ROW,
@@ -33,8 +34,13 @@ STAGE_COLUMNS = [
     "gpu_hours",
     "processes",
 ]
-NOTE_COLUMNS = ["target", "model", "path", "note"]
+NOTE_COLUMNS = [*SLICE, "path", "note"]
+UNLEARNED_COLUMNS = [*ROW, "seed", "split", "language"]  # split and language `*`: the whole record
+_CONSTANT = re.compile(
+    rf"^(?P<split>[^/\s]+)/(?P<language>\S+): every en_dev prediction is .*\({re.escape(CONSTANT_NOTE)}\)$"
+)
 _PROCESSES = re.compile(r" x(\d+)$")  # provenance.device of a multi-process run: "NVIDIA H100 80GB HBM3 x4"
+_VARIANT = re.compile(rf"^(?P<sources>.*?)(?:-[0-9a-f]{{{SETTINGS_HASH}}})?$")  # xorder.cell's variant shape
 
 
 @dataclass(frozen=True)
@@ -43,22 +49,57 @@ class Target:
 
     train_language: str = "en"
     classes: int = 0  # number of labels (0: unknown or not a classification target)
+    kind: str = ""  # its head kind ("": unknown), whose metrics have paired tests where it says so
+
+
+CELL_COLUMNS = [*ROW, "seed", "path", "primary_metric", "git_commit", "device", "degenerate", "unlearned"]
 
 
 @dataclass
 class Records:
-    """Every usable record as tidy frames, plus what was skipped or is malformed and why."""
+    """Every usable record as tidy frames, plus what was skipped or is malformed and why. A degenerate record
+    (`degenerate`: why its selected model is useless) is a cell like any other, but its scores stay out of
+    `scores`, hence out of every mean, unless `include_degenerate`."""
 
-    cells: pd.DataFrame  # one row per record: ROW + seed, path, primary_metric, git_commit, device
+    cells: pd.DataFrame  # CELL_COLUMNS: one row per record (ROW: target, data, model, ...); degenerate and unlearned
+    # "" where there is nothing to say
     scores: pd.DataFrame  # ROW + seed, selection, split, language, metric, value (NaN: not finite in the record)
     stages: pd.DataFrame  # STAGE_COLUMNS: one row per stage of each record
     notes: pd.DataFrame  # NOTE_COLUMNS: the records' notes (e.g. evaluation pairs left out)
     targets: dict[str, Target]
+    unlearned: pd.DataFrame  # UNLEARNED_COLUMNS: where a record's notes say its predictions show no learned model
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason): not used
     malformed: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason): used, cells marked
+    include_degenerate: bool = False
 
     def target(self, name: str) -> Target:
         return self.targets.get(name, Target())
+
+    @property
+    def counted(self) -> pd.DataFrame:
+        """The records whose scores the tables use: all but the degenerate ones, unless include_degenerate."""
+        return self.cells if self.include_degenerate else self.cells[self.cells["degenerate"] == ""]
+
+    def no_learned_model(
+        self, slice_: tuple[str, str, str], split: str, row: tuple[str, str, str], languages: list[str]
+    ) -> bool:
+        """Whether every counted seed of the cell `row` (tasks, multilingual, order) shows no learned model in every
+        one of `languages` of `split`: constant zero-shot predictions there, or a head that did not learn at all
+        (the records' notes say which). `slice_`: (target, data, model). False for a cell without records."""
+        tasks, multilingual, order = row
+        cell = {**dict(zip(SLICE, slice_)), "tasks": tasks, "multilingual": multilingual, "order": order}
+        seeds = set(_of(self.counted, cell)["seed"])
+        marks = _of(self.unlearned, cell)
+        whole = set(marks[marks["split"] == "*"]["seed"])
+        there = marks[marks["split"] == split].groupby("seed")["language"].agg(set)
+        return bool(seeds and languages) and all(
+            seed in whole or set(languages) <= there.get(seed, set()) for seed in seeds
+        )
+
+
+def _of(frame: pd.DataFrame, cell: dict[str, str]) -> pd.DataFrame:
+    """The rows of `frame` whose columns equal `cell`'s values."""
+    return frame[(frame[list(cell)] == pd.Series(cell)).all(axis=1)]
 
 
 def find_records(results: Path, exclude: Path | None = None) -> list[Path]:
@@ -115,7 +156,8 @@ def check_record(obj: Any) -> str | None:
 
 
 def _target(record_dir: Path, name: str) -> Target:
-    """The target's training language and classes from the record's resolved config, else its packaged file."""
+    """The target's training language, classes and kind from the record's resolved config, else its packaged
+    file."""
     try:
         config = yaml.safe_load((record_dir / CONFIG).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):  # an unreadable config only costs the defaults
@@ -125,7 +167,10 @@ def _target(record_dir: Path, name: str) -> Target:
     packaged = catalog.task_config(name) or {}
     language = own.get("train_language", packaged.get("train_language"))
     labels = own["label_names"] if isinstance(own.get("label_names"), list) else catalog.label_names(name)
-    return Target(language if isinstance(language, str) and language else "en", len(labels))
+    kind = own.get("kind", packaged.get("kind"))
+    return Target(
+        language if isinstance(language, str) and language else "en", len(labels), kind if isinstance(kind, str) else ""
+    )
 
 
 def _stage_rows(key: tuple[Any, ...], rel: str, obj: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -159,6 +204,14 @@ def _number(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
 
 
+def target_data(variant: Any) -> str:
+    """The target's data source from a record's variant (`xtreme+synthetic-1a2b3c4d` -> `xtreme`); "" without one."""
+    if not isinstance(variant, str):
+        return ""
+    match = _VARIANT.match(variant)
+    return match.group("sources").split("+", 1)[0] if match else ""
+
+
 def _parse(path: Path, results: Path) -> tuple[str, dict[str, Any] | str]:
     """(relative folder, the document or why it cannot be used)."""
     rel = path.parent.relative_to(results).as_posix()
@@ -167,13 +220,18 @@ def _parse(path: Path, results: Path) -> tuple[str, dict[str, Any] | str]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         return rel, f"unreadable metrics.json ({type(err).__name__}: {err})"
     reason = check_record(obj)
+    bad = damaged(path.parent, obj) if reason is None and "files" in obj else []  # a sealed record (`records.seal`)
+    if bad:
+        reason = f"damaged: {changed_phrase(bad)} since it was written (run the cell again with force=true)"
     return rel, obj if reason is None else reason
 
 
-def load_records(results: Path, exclude: Path | None = None) -> Records:
-    """Parse and validate every record; unusable ones are skipped with a reason. Two records of one cell
-    (a copied folder, say) keep the one at the cell's own path <target>/<order>/<tasks>/<multilingual>/
-    <model>/seed<k>, else the first by path; the other is skipped as a duplicate."""
+def load_records(results: Path, exclude: Path | None = None, include_degenerate: bool = False) -> Records:
+    """Parse and validate every record; unusable ones are skipped with a reason. A cell is its axes and the
+    target's data source (`data`); two records of one cell (a copied folder, or two settings variants) keep the
+    one at the cell's own path <target>/<order>/<tasks>/<multilingual>/<model>/<variant>/seed<k>, else the first
+    by path; the other is skipped as a duplicate. The scores of degenerate records are left out unless
+    `include_degenerate`."""
     parsed, skipped, malformed = [], [], []
     for path in find_records(results, exclude):
         rel, obj = _parse(path, results)
@@ -181,10 +239,12 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
             skipped.append((rel, obj))
             continue
         tasks = "+".join(obj["tasks"]) or NO_TASKS
-        key = (obj["target"], obj["model"], obj["multilingual"], obj["order"], tasks, obj["seed"])
-        home = f"{obj['target']}/{obj['order']}/{tasks}/{obj['multilingual']}/{obj['model']}/seed{obj['seed']}"
+        data = target_data(obj.get("variant"))
+        key = (obj["target"], data, obj["model"], obj["multilingual"], obj["order"], tasks, obj["seed"])
+        variant = f"/{obj['variant']}" if isinstance(obj.get("variant"), str) else ""
+        home = f"{obj['target']}/{obj['order']}/{tasks}/{obj['multilingual']}/{obj['model']}{variant}/seed{obj['seed']}"
         parsed.append((rel != home, rel, key, obj))
-    cells, rows, stages, notes = [], [], [], []
+    cells, rows, stages, notes, unlearned = [], [], [], [], []
     seen: dict[tuple[Any, ...], str] = {}
     targets: dict[str, Target] = {}
     for _, rel, key, obj in sorted(parsed, key=lambda item: item[:2]):
@@ -200,6 +260,7 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
             targets[obj["target"]] = _target(results / rel, obj["target"])
         provenance = obj.get("provenance") or {}
         commit, device = provenance.get("git_commit"), provenance.get("device")
+        degenerate = obj.get("degenerate") or ""
         cells.append(
             (
                 *key,
@@ -207,26 +268,44 @@ def load_records(results: Path, exclude: Path | None = None) -> Records:
                 obj["primary_metric"],
                 commit if isinstance(commit, str) else "",
                 device if isinstance(device, str) else "",
+                degenerate,
+                ",".join(stage["name"] for stage in obj["stages"] if stage.get("learned") is False),
             )
         )
-        for selection, splits in obj["scores"].items():
+        for selection, splits in obj["scores"].items() if include_degenerate or not degenerate else []:
             for split, langs in splits.items():
                 for lang, values in langs.items():
                     for metric, value in values.items():
                         finite = value is not None and math.isfinite(value)
                         rows.append((*key, selection, split, lang, metric, float(value) if finite else math.nan))
         stages += _stage_rows(key, rel, obj)
-        notes += [(key[0], key[1], rel, note) for note in _notes(obj, rel, malformed)]
+        mine = _notes(obj, rel, malformed)
+        notes += [(*key[:3], rel, note) for note in mine]
+        unlearned += [(*key, *where) for where in _no_learned_model(mine)]
     skipped.sort()
     return Records(
-        pd.DataFrame(cells, columns=[*ROW, "seed", "path", "primary_metric", "git_commit", "device"]),
+        pd.DataFrame(cells, columns=CELL_COLUMNS),
         pd.DataFrame(rows, columns=[*ROW, "seed", "selection", "split", "language", "metric", "value"]),
         pd.DataFrame(stages, columns=STAGE_COLUMNS),
         pd.DataFrame(notes, columns=NOTE_COLUMNS),
         targets,
+        pd.DataFrame(unlearned, columns=UNLEARNED_COLUMNS),
         skipped,
         sorted(malformed),
+        include_degenerate,
     )
+
+
+def _no_learned_model(notes: list[str]) -> list[tuple[str, str]]:
+    """(split, language) of every constant-prediction note, and (`*`, `*`) when the head did not learn at all."""
+    out = []
+    for note in notes:
+        match = _CONSTANT.match(note)
+        if match:
+            out.append((match["split"], match["language"]))
+        elif UNLEARNED_NOTE in note:
+            out.append(("*", "*"))
+    return out
 
 
 def _notes(obj: dict[str, Any], rel: str, malformed: list[tuple[str, str]]) -> list[str]:

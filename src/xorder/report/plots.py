@@ -109,10 +109,7 @@ def bar_plots(view: View, names: Names, classes: int) -> dict[str, Any]:
             _reference(ax, view, names, classes, x)
             ax.set_xticks(x, view.languages)
             ax.set_ylabel(f"{names(view.metric)} (mean ± seed std)")
-            ax.set_title(
-                f"{names(view.target)} · {names(view.model)} · {view.split} · {names.tasks(tasks)} · "
-                f"{names(multilingual)}"
-            )
+            ax.set_title(f"{view.label(names)} · {view.split} · {names.tasks(tasks)} · {names(multilingual)}")
             ax.legend(
                 fontsize=8, frameon=False, ncols=min(len(rows) + 1, 4), loc="upper center", bbox_to_anchor=(0.5, -0.1)
             )  # below the axes, clear of the bars
@@ -162,7 +159,7 @@ def heatmap(view: View, names: Names) -> dict[str, Any]:
                 elif view.bad((*labels[i], orders[j]), column):
                     ax.text(j, i, "n/a", ha="center", va="center", fontsize=8)
         fig.colorbar(image, ax=ax, label=f"{names(view.metric)}, {column}")
-        ax.set_title(f"{names(view.target)} · {names(view.model)} · {view.split} · {column}")
+        ax.set_title(f"{view.label(names)} · {view.split} · {column}")
         fig.tight_layout()
         return {f"{view.slug}-heatmap": fig}
 

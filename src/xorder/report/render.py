@@ -12,6 +12,11 @@ NA_NOTE = (
     "n/a‡: a score behind this number is not finite (NaN, Inf or null in metrics.json: a malformed "
     "record, named in the warnings), so the number is not formed."
 )
+NO_MODEL = "no learned model"
+NO_MODEL_NOTE = (
+    f"{NO_MODEL}: every compared cell predicts one value there for every seed, or its head did not learn at all (the "
+    "records' notes say which): no best, no difference, no interval."
+)
 WIDE = 8  # LaTeX tables with more numeric columns than this span both columns of a two-column page (table*)
 
 
@@ -157,6 +162,10 @@ _TEX = {
     "†": r"$^{\dagger}$",
     "‡": r"$^{\ddagger}$",
     "×": r"$\times$",
+    "§": r"\S{}",
+    "∅": r"$\emptyset$",
+    "≤": r"$\leq$",
+    "²": r"$^{2}$",
 }
 
 
