@@ -5,9 +5,9 @@
 # the realised gains (Spearman, Regret@1/@3). The tasks, from ../shared/data, are small stand-ins (sizes in the
 # README): XNLI's English dev pairs (xnli_dev, 1998 training pairs), PAWS-X's English dev pairs (pawsx_en, 1800),
 # CommonsenseQA's dev questions (commonsenseqa_dev, 1021) and PAWS-X's German dev pairs (pawsx_de, 1800, trained in
-# German: the data holds no fourth labelled English set); each stage trains on a fixed draw of 500 of them. The grid
-# is 15 distinct cells (the sweep's 24 share their `none` records), about 2 hours on a 2-core CPU with two cells at a
-# time; reruns skip finished cells. The ranking alone took 137 s here (one thread, cold tokenizer cache).
+# German: the data holds no fourth labelled English set); each stage trains on all of them (at most 1998), 2 epochs
+# at 1e-4, as the real study's English stage. The grid is 15 distinct cells (the sweep's 24 share their `none`
+# records), about 2 hours on a 2-core CPU with two cells at a time; reruns skip finished cells. The ranking alone took 137 s here (one thread, cold tokenizer cache).
 #   scripts/ranking_study.sh                 (from the project root; DATA=/path/to/shared/data elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
