@@ -7,7 +7,8 @@
 # CommonsenseQA's dev questions (commonsenseqa_dev, 1021) and PAWS-X's German dev pairs (pawsx_de, 1800, trained in
 # German: the data holds no fourth labelled English set); each stage trains on all of them (at most 1998), 2 epochs
 # at 1e-4, as the real study's English stage. The grid is 15 distinct cells (the sweep's 24 share their `none`
-# records), about 2 hours on a 2-core CPU with two cells at a time; reruns skip finished cells. The ranking alone took 137 s here (one thread, cold tokenizer cache).
+# records), about 2 hours on a 2-core CPU with two cells at a time; reruns skip finished cells. The ranking alone
+# took 137 s here (one thread, cold tokenizer cache).
 #   scripts/ranking_study.sh                 (from the project root; DATA=/path/to/shared/data elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -5,6 +5,8 @@
 # target on the real files in ../shared/data. Two cells run at a time, each on one CPU thread (RUN.md gives the wall on
 # a 2-core machine). Reruns skip finished cells. Then the tables and plots: results/real_study/.
 #   scripts/real_study.sh                 (from the project root; DATA=/path/to/shared/data elsewhere)
+#   SEEDS=1,2 scripts/real_study.sh       (some seeds now, the others later: a seed's cells need only that seed's
+#                                          stages, so a study split by seed trains no stage twice)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,14 +15,17 @@ DATA=${DATA:-../shared/data}
 OUT=${OUT:-results/real_study}
 CACHE=${CACHE:-$HOME/.cache/xorder}
 JOBS=${JOBS:-2}
+SEEDS=${SEEDS:-1,2,3}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 started=$(date -u +%s)
 for target in sts pawsx; do
   "$XORDER" run -m "experiment=real_study_$target" "data_root=$DATA" "results_dir=$OUT/records" "cache_dir=$CACHE" \
-    hydra/launcher=parallel "hydra.launcher.n_jobs=$JOBS"
+    "seed=$SEEDS" hydra/launcher=parallel "hydra.launcher.n_jobs=$JOBS"
 done
 finished=$(date -u +%s)
+printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$SEEDS" "$JOBS" \
+  "$(( (finished - started) / 60 ))" >> "$OUT/runs.tsv"
 "$XORDER" report --results "$OUT/records" --out "$OUT"
 .venv/bin/python -c 'from xorder.pipeline.record_writer import installed_packages; print(installed_packages(), end="")' \
   > "$OUT/packages.txt"
@@ -28,11 +33,12 @@ finished=$(date -u +%s)
 {
   echo "# How these tables were made"
   echo
-  echo "- command: \`scripts/real_study.sh\` (JOBS=$JOBS), then \`xorder report --results $OUT/records --out $OUT\`"
+  echo "- command: \`scripts/real_study.sh\` (JOBS=$JOBS, SEEDS=$SEEDS), then \`xorder report --results $OUT/records --out $OUT\`"
   echo "- xorder commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- machine: $(nproc --all) CPU cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/{print $2}') GiB, no GPU; one torch thread per cell"
   echo "- software: $(.venv/bin/python -c 'import platform, torch, transformers; print(f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")'); every installed package: packages.txt"
-  echo "- wall time of the two grids: $(( (finished - started) / 60 )) minutes (cells already finished are skipped on a rerun)"
+  echo "- wall time of the two grids, per invocation (finished UTC, commit, seeds, jobs, minutes; cells already finished are skipped on a rerun):"
+  sed 's/^/  - /; s/\t/, /g' "$OUT/runs.tsv"
   echo "- $(.venv/bin/python - "$OUT/records" <<'PY'
 import json, pathlib, sys
 stages = {}
