@@ -4,6 +4,7 @@ other data is never reused; `touch` alone retrains nothing; hub datasets name th
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -138,3 +139,22 @@ def test_a_stage_trained_on_other_data_is_never_reused(cache_dir: Path, tmp_path
     assert again["stages"][0]["reused"] is False
     assert again["stages"][0]["hash"] != metrics["stages"][0]["hash"]
     assert cell_status(args).state in ("done", "degenerate")  # finished again, on the new data
+
+
+@pytest.mark.slow
+def test_a_record_of_the_same_data_at_another_path_says_the_data_moved(cache_dir: Path, tmp_path: Path):
+    """A record read back beside data at another root (a clone of a published study) names the move and the fix,
+    not "a different config (differs in: unknown)"."""
+    from xorder.pipeline.run import run_cell
+
+    data = pawsx_files(tmp_path / "data")
+    cache = fresh_cache(cache_dir, tmp_path / "cache")
+    fast = ("order=none", "trainer.target.max_steps=4", "trainer.eval_every=4")
+    cfg = compose(*overrides(data, cache, tmp_path / "results", *fast))
+    record = tmp_path / "results" / identify(cfg).path
+    run_cell(identify(cfg), str(record))
+    moved = shutil.copytree(data, tmp_path / "elsewhere")
+    again = compose(*overrides(moved, cache, tmp_path / "results", *fast))
+    assert identify(again).path == identify(cfg).path
+    with pytest.raises(XorderError, match=r"same data read from other paths \(.*data/.* -> .*elsewhere/.*data_root"):
+        records.completed(record, identify(again), plan_cell(again))

@@ -248,6 +248,12 @@ def completed(record_dir: str | os.PathLike, cell: CellIdentity, stages: list[St
             "written); pass force=true to rerun the cell on the current data, or choose another results_dir"
         )
     differs = _differing_keys(_load_yaml(Path(record_dir) / CONFIG), cell.science)
+    moved = data_moves(metrics, stages)
+    if not differs and moved:
+        raise XorderError(
+            f"{record_dir} holds a record of the same data read from other paths ({moved[0]}): stages are identified "
+            "by their files' paths too; pass the data_root the record was made with, or force=true to rerun the cell"
+        )
     raise XorderError(
         f"{record_dir} holds a record of a different config (differs in: {', '.join(differs[:5]) or 'unknown'}); "
         "pass force=true to replace it, or choose another results_dir"
@@ -269,6 +275,20 @@ def data_changes(metrics: dict[str, Any], stages: list[StageSpec]) -> list[str]:
         if isinstance(entry, dict)
     }
     return sorted({f.where for s in stages for f in s.data if recorded.get(f.read, f.digest) != f.digest})
+
+
+def data_moves(metrics: dict[str, Any], stages: list[StageSpec]) -> list[str]:
+    """The files a record read, by what they were read as, that the cell now reads from another path: `was -> now`."""
+    recorded = {
+        entry.get("read"): entry.get("where")
+        for stage in metrics.get("stages", [])
+        if isinstance(stage, dict)
+        for entry in stage.get("data", [])
+        if isinstance(entry, dict)
+    }
+    return sorted(
+        {f"{recorded[f.read]} -> {f.where}" for s in stages for f in s.data if recorded.get(f.read, f.where) != f.where}
+    )
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
