@@ -8,7 +8,7 @@
 # German: the data holds no fourth labelled English set); each stage trains on all of them (at most 1998), 2 epochs
 # at 1e-4, as the real study's English stage. The grid is 15 distinct cells (the sweep's 24 share their `none`
 # records), about 2 hours on a 2-core CPU with two cells at a time; reruns skip finished cells. The ranking alone
-# took 137 s here (one thread, cold tokenizer cache).
+# took 207 s in the published run (one thread, cold tokenizer cache, the cores shared with the test suite).
 #   scripts/ranking_study.sh                 (from the project root; DATA=/path/to/shared/data elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")/.."
