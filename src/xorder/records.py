@@ -267,25 +267,24 @@ def data_entries(stage: StageSpec) -> list[dict[str, str]]:
 
 def data_changes(metrics: dict[str, Any], stages: list[StageSpec]) -> list[str]:
     """The files a record read whose digest is not the one they have now (compared by what they were read as)."""
-    recorded = {
-        entry.get("read"): entry.get("digest")
+    recorded = _recorded_data(metrics, "digest")
+    return sorted({f.where for s in stages for f in s.data if recorded.get(f.read, f.digest) != f.digest})
+
+
+def _recorded_data(metrics: dict[str, Any], key: str) -> dict[Any, Any]:
+    """What a record's stages say of each file they read (`digest` or `where`), by what it was read as."""
+    return {
+        entry.get("read"): entry.get(key)
         for stage in metrics.get("stages", [])
         if isinstance(stage, dict)
         for entry in stage.get("data", [])
         if isinstance(entry, dict)
     }
-    return sorted({f.where for s in stages for f in s.data if recorded.get(f.read, f.digest) != f.digest})
 
 
 def data_moves(metrics: dict[str, Any], stages: list[StageSpec]) -> list[str]:
     """The files a record read, by what they were read as, that the cell now reads from another path: `was -> now`."""
-    recorded = {
-        entry.get("read"): entry.get("where")
-        for stage in metrics.get("stages", [])
-        if isinstance(stage, dict)
-        for entry in stage.get("data", [])
-        if isinstance(entry, dict)
-    }
+    recorded = _recorded_data(metrics, "where")
     return sorted(
         {f"{recorded[f.read]} -> {f.where}" for s in stages for f in s.data if recorded.get(f.read, f.where) != f.where}
     )
