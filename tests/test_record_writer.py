@@ -1,14 +1,17 @@
 """The notes a record carries about predictions that only look like results: constant outputs, and a regression
-head that has not learned (R² ≤ 0 on its own training language's dev set)."""
+head that has not learned (R² ≤ 0 on its own training language's dev set); and the commit a record names."""
 
 from __future__ import annotations
+
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from xorder import kinds
-from xorder.pipeline.record_writer import constant_predictions, unlearned
+from xorder.pipeline.record_writer import constant_predictions, git_commit, unlearned
 
 
 def frame(gold: list[float], prediction: list[float], split: str = "dev", language: str = "en") -> pd.DataFrame:
@@ -92,3 +95,24 @@ def test_provenance_names_the_versions_that_change_the_numbers(model: str, packa
         assert got["model_package"]["name"] == package
         assert got["model_package"]["version"] == metadata.version(package)  # both ship with xorder[me5,minilm]
     assert f"hydra-core=={metadata.version('hydra-core')}\n" in installed_packages()
+
+
+def test_the_commit_is_dirty_for_a_changed_code_file_not_for_a_studys_own_results(tmp_path: Path):
+    """A study writes into the tracked results/ of its checkout: that is not a code change; an edited source is."""
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "src" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "tables.md").write_text("old\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    commit = git_commit(tmp_path / "src")
+    assert commit is not None and len(commit) == 40
+    (tmp_path / "results" / "tables.md").write_text("new\n")
+    assert git_commit(tmp_path / "src") == commit
+    (tmp_path / "src" / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "src") == f"{commit}-dirty"

@@ -231,14 +231,26 @@ def provenance(accelerator: Any, started: datetime, config_hash: str, model_path
     }
 
 
-def git_commit() -> str | None:
-    here = Path(xorder.__file__).resolve().parent
+def git_commit(here: Path | None = None) -> str | None:
+    """The checkout's commit, `-dirty` when a tracked file outside results/ has changed: a study writes its records
+    and tables into the tracked results/ of the checkout it runs from, and its own outputs are not a code change."""
+    here = here or Path(xorder.__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(here),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ":(top)",
+                ":(top,exclude)results",
+            ],
             capture_output=True,
             text=True,
             timeout=5,
