@@ -6,6 +6,7 @@
   grid-counts    the demo grid's jobs, distinct cells and shared stages (from the plans: nothing is trained)
   demo-cell      the table `make demo` prints (the demo cell is a cell of the demo grid)
   demo-grid      the PAWS-X tables of `make grid` + `make tables`, as `--raw-names --plain` writes them
+  real-study     the STS test tables of the committed real study (results/real_study/tables.md): main, order effect
 
 A block sits between `<!-- BEGIN generated: NAME ... -->` and `<!-- END generated: NAME -->`; the text around it
 is the README's own. The last two blocks run the demo grid's PAWS-X cells (its STS cells add nothing to them):
@@ -146,16 +147,23 @@ def demo_cell(results: Path) -> str:
     return "\n".join(["```", summary_table(metrics), f"record: {path}", "```"])
 
 
+def shown_tables(tables: Path, target: str, wanted: tuple[str, ...]) -> str:
+    """The sections of a tables.md on a target's test split whose titles end as wanted, headings one level down."""
+    sections = re.split(r"(?m)^(?=### )", tables.read_text())
+    shown = [s.rstrip() for s in sections if s.startswith(f"### {target} (") and " · test · " in s.split("\n", 1)[0]]
+    return "\n\n".join("#" + s for s in shown if s.split("\n", 1)[0].endswith(wanted))
+
+
 def demo_grid(results: Path) -> str:
-    """The main, Δ and order-effect tables of the shown target's test split, headings one level down."""
-    text = (results.parent / "tables" / "tables.md").read_text()
-    sections = re.split(r"(?m)^(?=### )", text)
+    """The main, Δ and order-effect tables of the shown target's test split."""
     wanted = (" mean ± std over seeds", " Δ against the `none` baseline", " order effect")
-    shown = [
-        s.rstrip() for s in sections if s.startswith(f"### {SHOWN_TARGET} (") and " · test · " in s.split("\n", 1)[0]
-    ]
-    chosen = [s for s in shown if s.split("\n", 1)[0].endswith(wanted)]
-    return "\n\n".join("#" + s for s in chosen)
+    return shown_tables(results.parent / "tables" / "tables.md", SHOWN_TARGET, wanted)
+
+
+def real_study() -> str:
+    """The committed real study's STS test tables: main and order effect (the rest: results/real_study/)."""
+    wanted = (" mean ± std over seeds", " order effect")
+    return shown_tables(ROOT / "results" / "real_study" / "tables.md", "STS", wanted)
 
 
 def blocks(names: list[str], work: Path, cache_dir: Path) -> dict[str, str]:
@@ -163,6 +171,7 @@ def blocks(names: list[str], work: Path, cache_dir: Path) -> dict[str, str]:
         "quickstart": quickstart,
         "config-groups": config_groups,
         "grid-counts": grid_counts,
+        "real-study": real_study,
     }
     out = {name: pure[name]() for name in names if name in pure}
     trained = [name for name in names if name not in pure]
@@ -183,7 +192,7 @@ def replace(readme: str, name: str, body: str) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/readme.py", description=__doc__.split("\n\n", 1)[0])
-    everything = ["quickstart", "config-groups", "grid-counts", "demo-cell", "demo-grid"]
+    everything = ["quickstart", "config-groups", "grid-counts", "real-study", "demo-cell", "demo-grid"]
     parser.add_argument("--blocks", default=",".join(everything), help="comma-separated (default: all)")
     parser.add_argument("--check", action="store_true", help="compare, print a diff, exit 1 on a difference")
     parser.add_argument("--cache-dir", default=str(Path("~/.cache/xorder").expanduser()), help="stage cache")

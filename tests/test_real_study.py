@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import compose
+from conftest import ROOT, compose
 from xorder.plan import plan
 
 MULTILINGUAL = {"ar", "de", "es", "fr", "tr", "zh"}
@@ -64,3 +64,14 @@ def test_the_study_sweeps_five_orders_two_multilingual_variants_three_seeds():
             "2",
             "3",
         ]
+
+
+def test_the_committed_tables_are_what_the_committed_records_give(tmp_path: Path):
+    """A reader recomputes every mean and interval of results/real_study/ from its committed records (metrics.json,
+    predictions.parquet): the report is byte-identical for the same records."""
+    from xorder import report
+
+    study = ROOT / "results" / "real_study"
+    assert report.main(["--results", str(study / "records"), "--out", str(tmp_path)]) == 0
+    for name in ("tables.md", "summary.csv", "order_effect.csv"):
+        assert (tmp_path / name).read_text() == (study / name).read_text(), f"results/real_study/{name} differs"
