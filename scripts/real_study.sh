@@ -32,13 +32,15 @@ finished=$(date -u +%s)
 printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$SEEDS" "$JOBS" \
   "$(( (finished - started) / 60 ))" >> "$OUT/runs.tsv"
 "$XORDER" report --results "$OUT/records" --out "$OUT"
+# the same records, English-first against no intermediate training (the order-effect tables pair those two orders)
+"$XORDER" report --results "$OUT/records" --out "$OUT/vs_none" --compare english_first,none
 .venv/bin/python -c 'from xorder.pipeline.record_writer import installed_packages; print(installed_packages(), end="")' \
   > "$OUT/packages.txt"
 
 {
   echo "# How these tables were made"
   echo
-  echo "- command: \`scripts/real_study.sh\` (JOBS=$JOBS, TARGETS=$TARGETS), then \`xorder report --results $OUT/records --out $OUT\`"
+  echo "- command: \`scripts/real_study.sh\` (JOBS=$JOBS, TARGETS=$TARGETS), then \`xorder report --results $OUT/records --out $OUT\` and, against \`none\`, \`--out $OUT/vs_none --compare english_first,none\`"
   echo "- xorder commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
   echo "- machine: $(nproc --all) CPU cores ($(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/Mem:/{print $2}') GiB, no GPU; one torch thread per cell"
   echo "- software: $(.venv/bin/python -c 'import platform, torch, transformers; print(f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}")'); every installed package: packages.txt"

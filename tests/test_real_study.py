@@ -72,6 +72,10 @@ def test_the_committed_tables_are_what_the_committed_records_give(tmp_path: Path
     from xorder import report
 
     study = ROOT / "results" / "real_study"
-    assert report.main(["--results", str(study / "records"), "--out", str(tmp_path)]) == 0
-    for name in ("tables.md", "summary.csv", "order_effect.csv"):
-        assert (tmp_path / name).read_text() == (study / name).read_text(), f"results/real_study/{name} differs"
+    records = str(study / "records")
+    assert report.main(["--results", records, "--out", str(tmp_path / "main")]) == 0
+    against_none = ["--out", str(tmp_path / "vs_none"), "--compare", "english_first,none"]
+    assert report.main(["--results", records, *against_none]) == 0
+    for made, committed in ((tmp_path / "main", study), (tmp_path / "vs_none", study / "vs_none")):
+        for name in ("tables.md", "summary.csv", "order_effect.csv"):
+            assert (made / name).read_text() == (committed / name).read_text(), f"{committed / name} differs"
